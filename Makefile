@@ -1,0 +1,69 @@
+# The two commands a new user types are `make lab` and `make test`; both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tutorial_det-installed
+KERNEL := tutorial-det
+LINTED := tutorial_det tests notebooks/src benchmarks
+NOTEBOOK_SOURCES := $(sort $(wildcard notebooks/src/[0-9][0-9]_*.py))
+NB ?=
+
+.PHONY: help setup lab test lint format notebooks notebook bench clean
+
+help:
+	@echo "make lab        set up .venv (first time only) and open JupyterLab on notebooks/"
+	@echo "make test       set up .venv, then ruff + unit/property tests + nbval over every notebook"
+	@echo "make notebooks  rebuild every notebooks/*.ipynb from notebooks/src/*.py and execute it"
+	@echo "make notebook NB=02_anchors   the same for one lesson"
+	@echo "make bench      print the benchmark tables (benchmarks/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalls only when the dependency lists change: a second `make lab` starts at once.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (tutorial_det)" >/dev/null
+	@touch $@
+
+setup: $(STAMP)
+
+# Token: $$TOKEN if set, else a fresh random one; JupyterLab prints the URL to open.
+lab: setup
+	@token=$${TOKEN:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}; \
+	echo "JupyterLab: http://127.0.0.1:$${PORT:-8888}/lab?token=$$token"; \
+	exec $(BIN)/jupyter lab --ip=127.0.0.1 --port=$${PORT:-8888} \
+		--ServerApp.root_dir=notebooks --IdentityProvider.token=$$token $(LAB_ARGS)
+
+lint: setup
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+format: setup
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
+
+# pytest exits 5 when it collected nothing: that is a failure here, never a pass.
+test: lint
+	$(BIN)/python -m pytest tests notebooks/*.ipynb \
+		--nbval-current-env --sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+
+notebooks: setup
+	@for src in $(NOTEBOOK_SOURCES); do $(MAKE) --no-print-directory notebook NB=$$(basename $$src .py) || exit 1; done
+
+notebook: setup
+	@test -n "$(NB)" || { echo "usage: make notebook NB=02_anchors"; exit 2; }
+	@echo "executing notebooks/$(NB).ipynb"
+	@start=$$(date +%s); \
+	$(BIN)/jupytext --to ipynb --set-kernel python3 --execute --run-path notebooks \
+		--output notebooks/$(NB).ipynb notebooks/src/$(NB).py >/dev/null && \
+	echo "  notebooks/$(NB).ipynb: $$(( $$(date +%s) - start )) s"
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,229 @@
+"""tutorial_det.boxes: known answers, properties, edge cases and torchvision cross-checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+from conftest import xyxy_boxes
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from torchvision.models.detection._utils import BoxCoder
+
+from tutorial_det import boxes as B
+
+
+def t(rows):
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def test_conversions_known_answers():
+    xyxy = t([[10, 20, 50, 80]])
+    assert B.xyxy_to_xywh(xyxy).tolist() == [[10, 20, 40, 60]]
+    assert B.xyxy_to_cxcywh(xyxy).tolist() == [[30, 50, 40, 60]]
+    assert B.xyxy_to_yxyx(xyxy).tolist() == [[20, 10, 80, 50]]
+    assert B.box_convert(t([[30, 50, 40, 60]]), "cxcywh", "xywh").tolist() == [[10, 20, 40, 60]]
+
+
+def test_yxyx_centre_uses_height_not_width():
+    """The seed's yxyx_hwyx computed the y centre with the width; ours goes through xyxy."""
+    yxyx = t([[20, 30, 400, 500]])  # y1, x1, y2, x2: height 380, width 470
+    cx, cy, w, h = B.box_convert(yxyx, "yxyx", "cxcywh")[0].tolist()
+    assert (cx, cy, w, h) == (265.0, 210.0, 470.0, 380.0)
+
+
+@pytest.mark.parametrize("fmt", ["xyxy", "xywh", "cxcywh"])
+@given(boxes=xyxy_boxes())
+def test_conversions_match_torchvision(fmt, boxes):
+    ours = B.box_convert(boxes, "xyxy", fmt)
+    theirs = torchvision.ops.box_convert(boxes, "xyxy", fmt)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(B.box_convert(theirs, fmt, "xyxy"), boxes, atol=1e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["xywh", "cxcywh", "yxyx"])
+@given(boxes=xyxy_boxes())
+def test_conversions_round_trip(fmt, boxes):
+    back = B.box_convert(B.box_convert(boxes, "xyxy", fmt), fmt, "xyxy")
+    torch.testing.assert_close(back, boxes, atol=1e-3, rtol=1e-5)
+
+
+def test_convert_rejects_unknown_format_and_bad_shape():
+    with pytest.raises(ValueError, match="in_fmt='xy'"):
+        B.box_convert(t([[0, 0, 1, 1]]), "xy", "xyxy")
+    with pytest.raises(ValueError, match=r"shape \[N, 4\], got \[2, 3\]"):
+        B.box_convert(torch.zeros(2, 3), "xyxy", "xywh")
+
+
+def test_empty_inputs_keep_their_shape():
+    empty = torch.zeros(0, 4)
+    for fmt in B.FORMATS:
+        assert B.box_convert(empty, "xyxy", fmt).shape == (0, 4)
+    assert B.box_area(empty).shape == (0,)
+    assert B.box_iou(empty, t([[0, 0, 1, 1]])).shape == (0, 1)
+    assert B.box_iou(t([[0, 0, 1, 1]]), empty).shape == (1, 0)
+    assert B.clip_boxes(empty, (10, 10)).shape == (0, 4)
+    assert B.remove_small_boxes(empty, 1).shape == (0,)
+    assert B.encode_boxes(empty, empty).shape == (0, 4)
+    assert B.decode_boxes(empty, empty).shape == (0, 4)
+
+
+# --------------------------------------------------------------------------- IoU
+
+
+def test_iou_known_answers():
+    a = t([[0, 0, 10, 10]])
+    b = t([[0, 0, 10, 10], [5, 0, 15, 10], [2, 2, 4, 4], [10, 0, 20, 10], [20, 20, 30, 30]])
+    torch.testing.assert_close(B.box_iou(a, b), t([[1.0, 50 / 150, 4 / 100, 0.0, 0.0]]))
+
+
+def test_iou_of_zero_area_boxes_is_zero_not_nan():
+    point = t([[5, 5, 5, 5]])
+    line = t([[0, 5, 10, 5]])
+    iou = B.box_iou(torch.cat((point, line, t([[0, 0, 10, 10]]))), torch.cat((point, line)))
+    assert not torch.isnan(iou).any()
+    assert iou.tolist() == [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
+
+
+def test_iou_has_no_nan_gradient_for_empty_boxes():
+    boxes = t([[5, 5, 5, 5], [0, 0, 4, 4]]).requires_grad_()
+    B.box_iou(boxes, boxes).sum().backward()
+    assert torch.isfinite(boxes.grad).all()
+
+
+@given(a=xyxy_boxes(max_n=6), b=xyxy_boxes(max_n=6))
+def test_iou_symmetric_and_bounded(a, b):
+    iou = B.box_iou(a, b)
+    assert iou.shape == (len(a), len(b))
+    torch.testing.assert_close(iou, B.box_iou(b, a).T)
+    assert ((iou >= 0) & (iou <= 1 + 1e-6)).all()
+
+
+@given(a=xyxy_boxes(min_n=1, min_size=0.5))
+def test_iou_with_itself_is_one(a):
+    torch.testing.assert_close(B.box_iou(a, a).diagonal(), torch.ones(len(a)))
+
+
+@given(a=xyxy_boxes(max_n=6, min_size=0.5), b=xyxy_boxes(max_n=6, min_size=0.5))
+def test_iou_matches_torchvision(a, b):
+    torch.testing.assert_close(B.box_iou(a, b), torchvision.ops.box_iou(a, b))
+
+
+def test_iou_rejects_bad_input_naming_the_box():
+    with pytest.raises(ValueError, match=r"boxes2\[1\] = \[5.0, 5.0, 1.0, 9.0\] has x2 < x1"):
+        B.box_iou(t([[0, 0, 1, 1]]), t([[0, 0, 1, 1], [5, 5, 1, 9]]))
+    with pytest.raises(ValueError, match=r"boxes1\[0\].*not finite"):
+        B.box_iou(t([[0, 0, float("nan"), 1]]), t([[0, 0, 1, 1]]))
+    with pytest.raises(ValueError, match=r"boxes1 must have shape \[N, 4\], got \[4\]"):
+        B.box_iou(t([0, 0, 1, 1]), t([[0, 0, 1, 1]]))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        B.box_iou([[0, 0, 1, 1]], t([[0, 0, 1, 1]]))
+
+
+def test_iou_accepts_integer_boxes():
+    torch.testing.assert_close(
+        B.box_iou(torch.tensor([[0, 0, 10, 10]]), torch.tensor([[5, 0, 15, 10]])), t([[1 / 3]])
+    )
+
+
+# --------------------------------------------------------------------------- clip / small boxes
+
+
+def test_clip_boxes_known_answer_and_torchvision():
+    boxes = t([[-10, -5, 50, 900], [700, 10, 820, 20], [10, 10, 20, 20]])
+    clipped = B.clip_boxes(boxes, (600, 800))  # height 600, width 800
+    assert clipped.tolist() == [[0, 0, 50, 600], [700, 10, 800, 20], [10, 10, 20, 20]]
+    torch.testing.assert_close(clipped, torchvision.ops.clip_boxes_to_image(boxes, (600, 800)))
+
+
+@given(boxes=xyxy_boxes(max_coord=900), h=st.integers(1, 800), w=st.integers(1, 800))
+def test_clip_boxes_matches_torchvision(boxes, h, w):
+    boxes = boxes - 100
+    ours = B.clip_boxes(boxes, (h, w))
+    torch.testing.assert_close(ours, torchvision.ops.clip_boxes_to_image(boxes, (h, w)))
+    assert (ours[:, 0::2] <= w).all() and (ours[:, 1::2] <= h).all() and (ours >= 0).all()
+
+
+def test_clip_boxes_rejects_bad_size():
+    with pytest.raises(ValueError, match="image_size"):
+        B.clip_boxes(t([[0, 0, 1, 1]]), (0, 10))
+
+
+def test_remove_small_boxes_keeps_boxes_at_least_min_size():
+    boxes = t([[0, 0, 16, 16], [0, 0, 15.9, 30], [0, 0, 30, 15.9], [5, 5, 40, 40]])
+    assert B.remove_small_boxes(boxes, 16).tolist() == [0, 3]
+
+
+@given(boxes=xyxy_boxes(max_n=12, max_coord=40), min_size=st.floats(0, 30))
+def test_remove_small_boxes_matches_torchvision(boxes, min_size):
+    assert torch.equal(
+        B.remove_small_boxes(boxes, min_size), torchvision.ops.remove_small_boxes(boxes, min_size)
+    )
+
+
+# --------------------------------------------------------------------------- box coding
+
+
+def test_encode_known_answer():
+    anchors = t([[0, 0, 10, 20]])  # centre (5, 10), size 10 x 20
+    gt = t([[5, 10, 25, 30]])  # centre (15, 20), size 20 x 20
+    deltas = B.encode_boxes(gt, anchors)
+    torch.testing.assert_close(deltas, t([[1.0, 0.5, math.log(2.0), 0.0]]))
+    weighted = B.encode_boxes(gt, anchors, weights=(10, 10, 5, 5))
+    torch.testing.assert_close(weighted, t([[10.0, 5.0, 5 * math.log(2.0), 0.0]]))
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0)])
+@given(gt=xyxy_boxes(min_n=1, min_size=1), anchors=xyxy_boxes(min_n=1, min_size=1))
+def test_coding_matches_torchvision_boxcoder(weights, gt, anchors):
+    n = min(len(gt), len(anchors))
+    gt, anchors = gt[:n], anchors[:n]
+    coder = BoxCoder(weights)
+    ours = B.encode_boxes(gt, anchors, weights)
+    torch.testing.assert_close(ours, coder.encode_single(gt, anchors), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        B.decode_boxes(ours, anchors, weights),
+        coder.decode_single(ours, anchors),
+        atol=1e-3,
+        rtol=1e-4,
+    )
+
+
+@given(gt=xyxy_boxes(min_n=1, min_size=1), anchors=xyxy_boxes(min_n=1, min_size=1))
+def test_decode_inverts_encode(gt, anchors):
+    n = min(len(gt), len(anchors))
+    gt, anchors = gt[:n].double(), anchors[:n].double()
+    deltas = B.encode_boxes(gt, anchors)
+    assume(bool((deltas[:, 2:] <= B.BBOX_XFORM_CLIP).all()))  # beyond the clamp decode saturates
+    torch.testing.assert_close(B.decode_boxes(deltas, anchors), gt)
+
+
+def test_decode_clamps_dw_dh():
+    anchors = t([[0, 0, 16, 16]])
+    boxes = B.decode_boxes(t([[0, 0, 50.0, 50.0]]), anchors)
+    assert torch.isfinite(boxes).all()
+    torch.testing.assert_close(boxes, t([[-492.0, -492.0, 508.0, 508.0]]))  # 16 * 1000 / 16 = 1000
+
+
+def test_decode_per_class_deltas_broadcast_over_anchors():
+    anchors = t([[0, 0, 10, 10], [10, 10, 30, 30]])
+    deltas = torch.zeros(2, 3, 4)
+    boxes = B.decode_boxes(deltas, anchors)
+    assert boxes.shape == (2, 3, 4)
+    torch.testing.assert_close(boxes[:, 2], anchors)
+
+
+def test_encode_rejects_degenerate_and_mismatched_boxes():
+    with pytest.raises(ValueError, match=r"anchors\[0\].*zero width or height"):
+        B.encode_boxes(t([[0, 0, 1, 1]]), t([[0, 0, 0, 5]]))
+    with pytest.raises(ValueError, match=r"gt_boxes\[1\].*zero width or height"):
+        B.encode_boxes(t([[0, 0, 1, 1], [3, 3, 3, 9]]), t([[0, 0, 1, 1], [0, 0, 2, 2]]))
+    with pytest.raises(ValueError, match="same shape"):
+        B.encode_boxes(t([[0, 0, 1, 1]]), t([[0, 0, 1, 1], [0, 0, 2, 2]]))
+    with pytest.raises(ValueError, match="weights"):
+        B.encode_boxes(t([[0, 0, 1, 1]]), t([[0, 0, 1, 1]]), weights=(1, 1, 0, 1))

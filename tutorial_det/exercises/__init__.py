@@ -1,0 +1,8 @@
+"""Automatic feedback for the lessons' exercises: ``check_*(your_function)`` runs your function on
+known answers, edge cases and random inputs, compares it with the reference implementation and
+prints which case failed, what was expected, what came back, and a hint."""
+
+from tutorial_det.exercises.boxes import check_box_iou
+from tutorial_det.exercises.core import Case, CheckResult, compare_tensors, run_check
+
+__all__ = ["Case", "CheckResult", "check_box_iou", "compare_tensors", "run_check"]

@@ -1,0 +1,61 @@
+"""The device a lesson runs on, and seeding for reproducible runs.
+
+Pick the device once, at the top of a notebook or script, and pass it on::
+
+    device = pick_device()          # cuda, then mps, then cpu
+    model.to(device)
+
+Nothing in tutorial_det calls ``.cuda()``: the same code runs on a laptop CPU and on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def pick_device(prefer: str | torch.device | None = None) -> torch.device:
+    """The best available device: CUDA, then Apple's MPS, then the CPU.
+
+    Args:
+        prefer: a device to use instead (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); the
+            environment variable ``TUTORIAL_DET_DEVICE`` does the same without editing code.
+
+    Raises:
+        ValueError: the preferred device is not available on this machine.
+    """
+    prefer = prefer if prefer is not None else os.environ.get("TUTORIAL_DET_DEVICE") or None
+    if prefer is not None:
+        device = torch.device(prefer)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available here")
+        if device.type == "mps" and not _mps_available():
+            raise ValueError(f"device {str(device)!r} requested but MPS is not available here")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's ``random``, NumPy and torch (CPU and every GPU) with ``seed``.
+
+    Returns a ``torch.Generator`` seeded with ``seed`` as well, for code that prefers an explicit
+    generator to the global one.
+    """
+    if not 0 <= int(seed) < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,144 @@
+"""Images and boxes on matplotlib axes, with one colour per class everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.patches import Rectangle
+from PIL import Image
+
+from tutorial_det.boxes import check_boxes
+
+_PALETTE = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
+
+
+def class_colour(label: int) -> tuple[float, float, float]:
+    """The RGB colour (floats in [0, 1]) of class ``label``: the same in every figure."""
+    return _PALETTE[int(label) % len(_PALETTE)]
+
+
+def to_display_image(image) -> np.ndarray:
+    """An ``[H, W, 3]`` (or ``[H, W]``) array matplotlib can show.
+
+    Accepts a ``[3, H, W]`` / ``[1, H, W]`` / ``[H, W]`` tensor (float in [0, 1] or uint8), a PIL
+    image, or an ``[H, W, C]`` / ``[H, W]`` NumPy array.
+    """
+    if isinstance(image, Image.Image):
+        return np.asarray(image)
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        if image.ndim == 3:
+            if image.shape[0] not in (1, 3):
+                raise ValueError(
+                    f"image tensor must be [3, H, W] or [1, H, W], got {list(image.shape)}"
+                )
+            image = image.permute(1, 2, 0)
+            if image.shape[2] == 1:
+                image = image[..., 0]
+        elif image.ndim != 2:
+            raise ValueError(f"image tensor must be [3, H, W] or [H, W], got {list(image.shape)}")
+        if image.is_floating_point():
+            image = image.clamp(0, 1)
+        return image.numpy()
+    array = np.asarray(image)
+    if array.ndim not in (2, 3):
+        raise ValueError(f"image array must be [H, W] or [H, W, C], got shape {array.shape}")
+    return array
+
+
+def show_image(image, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Show an image (see :func:`to_display_image`) without axis ticks; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    array = to_display_image(image)
+    ax.imshow(array, cmap="gray" if array.ndim == 2 else None)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def draw_boxes(
+    ax: Axes,
+    boxes: torch.Tensor,
+    labels: Sequence[int] | torch.Tensor | None = None,
+    scores: Sequence[float] | torch.Tensor | None = None,
+    class_names: Sequence[str] | dict[int, str] | None = None,
+    colour=None,
+    linewidth: float = 2.0,
+    linestyle: str = "-",
+    alpha: float = 1.0,
+    fill: bool = False,
+) -> list[Rectangle]:
+    """Draw ``[N, 4]`` xyxy pixel boxes on ``ax``, captioned with class name and score.
+
+    Args:
+        ax: the axes (usually after :func:`show_image`).
+        boxes: ``[N, 4]`` xyxy in the image's pixel coordinates.
+        labels: ``[N]`` class ids: they choose each box's colour (:func:`class_colour`) and caption.
+        scores: ``[N]`` confidences, appended to the caption as two decimals.
+        class_names: names indexed by class id (a list, or a dict for sparse ids).
+        colour: one colour for every box, overriding the class colours.
+        linewidth, linestyle, alpha: the outline's style; ``fill`` also shades the inside.
+
+    Returns:
+        The ``Rectangle`` patches added, one per box, in order.
+    """
+    boxes = check_boxes(torch.as_tensor(boxes), ordered=False).detach().cpu()
+    n = len(boxes)
+    labels = None if labels is None else [int(v) for v in torch.as_tensor(labels).flatten()]
+    scores = None if scores is None else [float(v) for v in torch.as_tensor(scores).flatten()]
+    for name, values in (("labels", labels), ("scores", scores)):
+        if values is not None and len(values) != n:
+            raise ValueError(f"{name} has {len(values)} entries for {n} boxes")
+    patches = []
+    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        c = colour if colour is not None else class_colour(labels[i] if labels else 0)
+        rect = Rectangle(
+            (x1, y1),
+            x2 - x1,
+            y2 - y1,
+            fill=fill,
+            facecolor=c if fill else "none",
+            edgecolor=c,
+            linewidth=linewidth,
+            linestyle=linestyle,
+            alpha=alpha,
+        )
+        ax.add_patch(rect)
+        patches.append(rect)
+        caption = _caption(
+            labels[i] if labels else None, scores[i] if scores else None, class_names
+        )
+        if caption:
+            ax.text(
+                x1,
+                y1,
+                caption,
+                fontsize=8,
+                color="white",
+                va="bottom",
+                bbox={"facecolor": c, "alpha": 0.8, "pad": 1, "edgecolor": "none"},
+                clip_on=True,
+            )
+    return patches
+
+
+def _caption(label, score, class_names) -> str:
+    parts = []
+    if label is not None:
+        if class_names is not None:
+            try:
+                parts.append(str(class_names[label]))
+            except (IndexError, KeyError):
+                raise ValueError(f"class_names has no entry for label {label}") from None
+        else:
+            parts.append(str(label))
+    if score is not None:
+        parts.append(f"{score:.2f}")
+    return " ".join(parts)
