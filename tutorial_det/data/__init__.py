@@ -1,0 +1,4 @@
+"""Data for the lessons: synthetic shapes and plates, VOC / COCO readers, augmentation, and the
+threaded sample pool. Every item is ``(image [3, H, W] float32 in [0, 1], target dict)`` with
+``target["boxes"]`` ``[N, 4]`` float32 xyxy pixels and ``target["labels"]`` ``[N]`` int64
+(0 is background, so object classes start at 1)."""
