@@ -30,10 +30,10 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 setup: $(STAMP)
 
-# Token: $$TOKEN if set, else a fresh random one; JupyterLab prints the URL to open.
+# Bound to 127.0.0.1 with a token ($$TOKEN if set, else a fresh random one); JupyterLab prints
+# the URL to open, token included. PORT=0 picks a free port; LAB_ARGS=--no-browser for a server only.
 lab: setup
 	@token=$${TOKEN:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}; \
-	echo "JupyterLab: http://127.0.0.1:$${PORT:-8888}/lab?token=$$token"; \
 	exec $(BIN)/jupyter lab --ip=127.0.0.1 --port=$${PORT:-8888} \
 		--ServerApp.root_dir=notebooks --IdentityProvider.token=$$token $(LAB_ARGS)
 

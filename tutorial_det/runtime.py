@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 import random
+import statistics
+import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -59,3 +62,19 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def median_time_ms(fn: Callable[[], object], repeat: int = 7, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` calls, in milliseconds, after ``warmup`` calls.
+
+    The lessons' quick timings (``benchmarks/`` measures more carefully with torch.utils.benchmark).
+    On a GPU, synchronise inside ``fn`` if it launches asynchronous work.
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
