@@ -2,7 +2,18 @@
 known answers, edge cases and random inputs, compares it with the reference implementation and
 prints which case failed, what was expected, what came back, and a hint."""
 
+from tutorial_det.exercises.anchors import check_anchor_base, check_grid_anchors
 from tutorial_det.exercises.boxes import check_box_iou
 from tutorial_det.exercises.core import Case, CheckResult, compare_tensors, run_check
+from tutorial_det.exercises.labelling import check_label_anchors
 
-__all__ = ["Case", "CheckResult", "check_box_iou", "compare_tensors", "run_check"]
+__all__ = [
+    "Case",
+    "CheckResult",
+    "check_anchor_base",
+    "check_box_iou",
+    "check_grid_anchors",
+    "check_label_anchors",
+    "compare_tensors",
+    "run_check",
+]
