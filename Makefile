@@ -32,9 +32,11 @@ setup: $(STAMP)
 
 # Bound to 127.0.0.1 with a token ($$TOKEN if set, else a fresh random one); JupyterLab prints
 # the URL to open, token included. PORT=0 picks a free port; LAB_ARGS=--no-browser for a server only.
+# Jupyter refuses to run as root unless told to (containers and CI often are root).
 lab: setup
 	@token=$${TOKEN:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}; \
-	exec $(BIN)/jupyter lab --ip=127.0.0.1 --port=$${PORT:-8888} \
+	root=$$([ "$$(id -u)" = 0 ] && echo --allow-root); \
+	exec $(BIN)/jupyter lab --ip=127.0.0.1 --port=$${PORT:-8888} $$root \
 		--ServerApp.root_dir=notebooks --IdentityProvider.token=$$token $(LAB_ARGS)
 
 lint: setup
@@ -48,7 +50,7 @@ format: setup
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 test: lint
 	$(BIN)/python -m pytest tests notebooks/*.ipynb \
-		--nbval-current-env --sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS); \
+		--nbval --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
 notebooks: setup

@@ -5,7 +5,7 @@ Pick the device once, at the top of a notebook or script, and pass it on::
     device = pick_device()          # cuda, then mps, then cpu
     model.to(device)
 
-Nothing in tutorial_det calls ``.cuda()``: the same code runs on a laptop CPU and on a GPU.
+Nothing in tutorial_det hard-codes a CUDA device: the same code runs on a laptop CPU and on a GPU.
 """
 
 from __future__ import annotations
@@ -50,18 +50,13 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python's ``random``, NumPy and torch (CPU and every GPU) with ``seed``.
-
-    Returns a ``torch.Generator`` seeded with ``seed`` as well, for code that prefers an explicit
-    generator to the global one.
-    """
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and torch (CPU and every GPU) with ``seed``."""
     if not 0 <= int(seed) < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def median_time_ms(fn: Callable[[], object], repeat: int = 7, warmup: int = 1) -> float:
