@@ -2,3 +2,21 @@
 threaded sample pool. Every item is ``(image [3, H, W] float32 in [0, 1], target dict)`` with
 ``target["boxes"]`` ``[N, 4]`` float32 xyxy pixels and ``target["labels"]`` ``[N]`` int64
 (0 is background, so object classes start at 1)."""
+
+from tutorial_det.data.readers import (
+    VOC_CLASSES,
+    CocoAnnotations,
+    CocoDataset,
+    VOCDataset,
+    read_coco_json,
+    read_image,
+)
+
+__all__ = [
+    "VOC_CLASSES",
+    "CocoAnnotations",
+    "CocoDataset",
+    "VOCDataset",
+    "read_coco_json",
+    "read_image",
+]
