@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tutorial_det-installed
 KERNEL := tutorial-det
-LINTED := tutorial_det tests notebooks/src benchmarks
+LINTED := tutorial_det tests notebooks/src benchmarks images
 NOTEBOOK_SOURCES := $(sort $(wildcard notebooks/src/[0-9][0-9]_*.py))
 NB ?=
 
@@ -50,7 +50,7 @@ format: setup
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 test: lint
 	$(BIN)/python -m pytest tests notebooks/*.ipynb \
-		--nbval --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS); \
+		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
 notebooks: setup

@@ -116,13 +116,14 @@ def draw_boxes(
             labels[i] if labels else None, scores[i] if scores else None, class_names
         )
         if caption:
+            # Above the box, unless that would leave the image: then just inside its top edge.
             ax.text(
                 x1,
                 y1,
                 caption,
                 fontsize=8,
                 color="white",
-                va="bottom",
+                va="bottom" if y1 >= 12 else "top",
                 bbox={"facecolor": c, "alpha": 0.8, "pad": 1, "edgecolor": "none"},
                 clip_on=True,
             )
