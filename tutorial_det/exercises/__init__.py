@@ -6,11 +6,13 @@ from tutorial_det.exercises.anchors import check_anchor_base, check_grid_anchors
 from tutorial_det.exercises.boxes import check_box_iou
 from tutorial_det.exercises.core import Case, CheckResult, compare_tensors, run_check
 from tutorial_det.exercises.labelling import check_label_anchors
+from tutorial_det.exercises.metrics import check_average_precision
 
 __all__ = [
     "Case",
     "CheckResult",
     "check_anchor_base",
+    "check_average_precision",
     "check_box_iou",
     "check_grid_anchors",
     "check_label_anchors",
