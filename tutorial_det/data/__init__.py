@@ -3,6 +3,9 @@ threaded sample pool. Every item is ``(image [3, H, W] float32 in [0, 1], target
 ``target["boxes"]`` ``[N, 4]`` float32 xyxy pixels and ``target["labels"]`` ``[N]`` int64
 (0 is background, so object classes start at 1)."""
 
+from tutorial_det.data.collate import detection_collate
+from tutorial_det.data.plates import PlatesDataset
+from tutorial_det.data.pool import SamplePool, SamplePoolError
 from tutorial_det.data.readers import (
     VOC_CLASSES,
     CocoAnnotations,
@@ -10,6 +13,14 @@ from tutorial_det.data.readers import (
     VOCDataset,
     read_coco_json,
     read_image,
+)
+from tutorial_det.data.shapes import CLASSES as SHAPE_CLASSES
+from tutorial_det.data.shapes import ShapesDataset
+from tutorial_det.data.transforms import (
+    DetectionPipeline,
+    RandomHorizontalFlip,
+    RandomScaleCrop,
+    train_transforms,
 )
 
 __all__ = [
@@ -19,4 +30,14 @@ __all__ = [
     "VOCDataset",
     "read_coco_json",
     "read_image",
+    "SHAPE_CLASSES",
+    "DetectionPipeline",
+    "PlatesDataset",
+    "RandomHorizontalFlip",
+    "RandomScaleCrop",
+    "SamplePool",
+    "SamplePoolError",
+    "ShapesDataset",
+    "detection_collate",
+    "train_transforms",
 ]
