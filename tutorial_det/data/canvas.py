@@ -78,11 +78,10 @@ def shape_mask(shape: str, size: float, angle: float = 0.0) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def font(size: int, bold: bool = True) -> ImageFont.FreeTypeFont:
-    """DejaVu Sans Mono (bundled with matplotlib, so always available offline) at ``size`` px."""
-    properties = font_manager.FontProperties(
-        family="DejaVu Sans Mono", weight="bold" if bold else "normal"
-    )
+def font(size: int) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans Mono Bold (bundled with matplotlib, so always available offline) at ``size``
+    px."""
+    properties = font_manager.FontProperties(family="DejaVu Sans Mono", weight="bold")
     path = font_manager.findfont(properties, fallback_to_default=False)
     return ImageFont.truetype(path, max(int(size), 1))
 
@@ -211,8 +210,3 @@ def paint(canvas: np.ndarray, mask: np.ndarray, x0: int, y0: int, colour: np.nda
     h, w = mask.shape
     region = canvas[:, y0 : y0 + h, x0 : x0 + w]
     region[:, mask] = colour[:, None]
-
-
-def to_pil(canvas: np.ndarray) -> Image.Image:
-    """``[3, H, W]`` float in [0, 1] -> RGB PIL image (rounded to uint8)."""
-    return Image.fromarray((canvas.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8))
