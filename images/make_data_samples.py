@@ -29,9 +29,8 @@ def grid(dataset, path: Path) -> None:
         image, target = dataset[i]
         show_image(image, ax=ax)
         draw_boxes(ax, target["boxes"], target["labels"], linewidth=1, class_names=dataset.classes)
-        # imshow puts pixel centres on integers: continuous coordinate x is drawn at x - 0.5.
         for quad in target.get("corners", []):
-            closed = quad[[0, 1, 2, 3, 0]] - 0.5
+            closed = quad[[0, 1, 2, 3, 0]]
             ax.plot(closed[:, 0], closed[:, 1], color="yellow", linewidth=0.8)
             ax.plot(closed[0, 0], closed[0, 1], "o", color="red", markersize=2.5)
         if "text" in target:

@@ -44,6 +44,13 @@ def test_draw_boxes_adds_one_patch_per_box_with_class_colours_and_captions():
     plt.close(fig)
 
 
+def test_show_image_puts_pixel_edges_on_integer_coordinates():
+    fig, ax = plt.subplots()
+    show_image(torch.rand(3, 4, 6), ax=ax)
+    assert ax.images[0].get_extent() == [0, 6, 4, 0]
+    plt.close(fig)
+
+
 def test_draw_boxes_rejects_mismatched_lengths_and_unknown_names():
     fig, ax = plt.subplots()
     with pytest.raises(ValueError, match="labels has 1 entries for 2 boxes"):

@@ -51,11 +51,18 @@ def to_display_image(image) -> np.ndarray:
 
 
 def show_image(image, ax: Axes | None = None, title: str | None = None) -> Axes:
-    """Show an image (see :func:`to_display_image`) without axis ticks; returns the axes."""
+    """Show an image (see :func:`to_display_image`) without axis ticks; returns the axes.
+
+    Pixel ``(row i, column j)`` is drawn over ``[j, j + 1] x [i, i + 1]``, the box convention, so
+    a box ``(x1, y1, x2, y2)`` drawn with :func:`draw_boxes` sits exactly on the pixels it covers.
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
     array = to_display_image(image)
-    ax.imshow(array, cmap="gray" if array.ndim == 2 else None)
+    height, width = array.shape[:2]
+    # Pixel (i, j) covers [j, j + 1] x [i, i + 1], so box coordinates (continuous, no "+1") land on
+    # pixel edges; imshow's default would centre pixels on integers, half a pixel off.
+    ax.imshow(array, cmap="gray" if array.ndim == 2 else None, extent=(0, width, height, 0))
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
