@@ -1,0 +1,91 @@
+"""fit under torchrun: two CPU processes (Gloo) train like one process on the combined batch.
+
+Each process trains on ``PER_PROCESS`` images per step; DistributedDataParallel averages their
+gradients. TinyDetector's losses are means over the batch, so the average of the two processes'
+gradients is the gradient of the mean loss over all ``2 * PER_PROCESS`` images: one process with
+that batch must end with the same weights (up to float rounding: the sums run in another order).
+
+This file is also the script torchrun runs in each process (see ``__main__`` at the bottom).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from training_fixtures import TinyShapes, tiny_setup
+
+from tutorial_det.training import CHECKPOINT_NAME, fit, load_checkpoint
+
+STEPS = 2
+PER_PROCESS = 2
+ITEMS = 8  # one epoch = 2 steps of 2 processes x 2 images
+
+
+def train_in_this_process(out_dir: Path) -> None:
+    """What every torchrun process runs: the same fit call, its results saved per rank."""
+    rank = int(os.environ["RANK"])
+    # different initial weights on each process: DDP must start them all from rank 0's
+    model, optimizer = tiny_setup(seed=rank)
+    history = fit(
+        model,
+        TinyShapes(ITEMS),
+        optimizer=optimizer,
+        max_steps=STEPS,
+        batch_size=PER_PROCESS,
+        checkpoint_dir=out_dir / "checkpoints",
+        progress=False,
+        log_every=1,
+    )
+    torch.save(
+        {"model": model.state_dict(), "loss": history.loss, "world_size": history.world_size},
+        out_dir / f"rank{rank}.pt",
+    )
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_on_the_combined_batch(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        __file__,
+        str(tmp_path),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    reference, optimizer = tiny_setup(seed=0)
+    history = fit(
+        reference,
+        TinyShapes(ITEMS),
+        optimizer=optimizer,
+        max_steps=STEPS,
+        batch_size=2 * PER_PROCESS,
+        progress=False,
+        log_every=None,
+    )
+    for key, value in reference.state_dict().items():
+        assert torch.equal(ranks[0]["model"][key], ranks[1]["model"][key]), key  # replicas agree
+        torch.testing.assert_close(ranks[0]["model"][key], value, rtol=1e-5, atol=1e-6)
+    # the logged losses are the mean over the processes: the combined batch's loss
+    assert ranks[0]["loss"] == ranks[1]["loss"] == pytest.approx(history.loss, rel=1e-5)
+    assert ranks[0]["world_size"] == 2
+    # rank 0 alone logs and writes the checkpoint, which holds every process's RNG state
+    assert done.stdout.count("step 1 epoch 0: loss") == 1
+    assert done.stdout.count("checkpoint written") == 1
+    state = load_checkpoint(tmp_path / "checkpoints" / CHECKPOINT_NAME)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # seed + rank
+
+
+if __name__ == "__main__":
+    train_in_this_process(Path(sys.argv[1]))
