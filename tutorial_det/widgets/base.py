@@ -1,0 +1,170 @@
+"""What every explorer shares: controls, one sentence of numbers, one picture.
+
+An explorer subclass provides three small methods:
+
+- ``compute()``: read the controls' ``.value`` and return a plain-Python view (counts, boxes) of
+  what they select; raise ``ValueError`` with a readable message for values that make no sense;
+- ``describe(view)``: the sentence shown in :attr:`Explorer.summary`;
+- ``draw(ax, view)``: draw the view on a fresh matplotlib axes.
+
+Changing any control recomputes, rewrites the sentence and redraws. The figure is a plain
+``matplotlib.figure.Figure`` (no pyplot state, no interactive backend) rendered to PNG bytes in an
+``ipywidgets.Image``, which JupyterLab shows without any extension; tests set ``.value`` on the
+controls and read :attr:`Explorer.view`, :attr:`Explorer.summary` and the artists on
+:attr:`Explorer.ax`, with no kernel or browser.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import ipywidgets as widgets
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+#: Wide enough for every control's description, so none is cut short.
+CONTROL_STYLE = {"description_width": "150px"}
+CONTROL_LAYOUT = {"width": "380px"}
+
+
+def parse_numbers(text: str, name: str) -> tuple[float, ...]:
+    """``"0.5, 1, 2"`` -> ``(0.5, 1.0, 2.0)``: positive numbers separated by commas or spaces.
+
+    Raises:
+        ValueError: naming the field (``name``) and the entry that is not a positive number.
+    """
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if not parts:
+        raise ValueError(f"{name}: enter at least one number, e.g. 1 or 0.5, 1, 2")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"{name}: {part!r} is not a number") from None
+        if not value > 0:
+            raise ValueError(f"{name}: {part!r} is not positive")
+        values.append(value)
+    return tuple(values)
+
+
+def format_numbers(values: Sequence[float]) -> str:
+    """``(0.5, 1.0, 2.0)`` -> ``"0.5, 1, 2"``, the inverse of :func:`parse_numbers`."""
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def set_slider(slider: widgets.IntSlider, value: int, maximum: int) -> None:
+    """Move ``slider`` to ``value`` and its range to ``[min, maximum]`` without ever holding a
+    value outside its range (which ipywidgets would clamp, firing an extra change)."""
+    if maximum >= slider.max:
+        slider.max = maximum
+        slider.value = value
+    else:
+        slider.value = value
+        slider.max = maximum
+
+
+class Explorer:
+    """Controls, a one-sentence summary and a picture, kept in step.
+
+    Attributes:
+        controls: the ipywidgets controls, in display order.
+        summary: ``ipywidgets.HTML`` holding the sentence of numbers (plain text).
+        picture: ``ipywidgets.Image`` with the PNG of :attr:`figure`.
+        figure: the matplotlib figure, redrawn on every change.
+        ax: the axes of the latest drawing.
+        view: what ``compute()`` returned for the current values (None after an error).
+        widget: the whole explorer as one ipywidgets box (what a notebook displays).
+    """
+
+    def __init__(
+        self, controls: Sequence[widgets.Widget], figsize=(6.0, 6.0), dpi: int = 80
+    ) -> None:
+        self.controls = list(controls)
+        for control in self.controls:
+            if hasattr(control, "style") and hasattr(control.style, "description_width"):
+                control.style.description_width = CONTROL_STYLE["description_width"]
+            control.layout.width = CONTROL_LAYOUT["width"]
+            control.observe(self._on_change, names="value")
+        self.summary = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self.picture = widgets.Image(format="png")
+        self.figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+        self.ax: Axes | None = None
+        self.view: Any = None
+        self._syncing = False
+        self._holding = 0
+        self.widget = widgets.VBox(
+            [
+                self.summary,
+                widgets.HBox([widgets.VBox(self.controls), self.picture]),
+            ]
+        )
+        self.refresh()
+
+    # -- to be provided by each explorer
+    def compute(self) -> Any:
+        raise NotImplementedError
+
+    def describe(self, view: Any) -> str:
+        raise NotImplementedError
+
+    def draw(self, ax: Axes, view: Any) -> None:
+        raise NotImplementedError
+
+    def sync_controls(self, change: dict) -> None:
+        """Adjust other controls after ``change`` (e.g. a slider's range); default: nothing."""
+
+    # -- shared machinery
+    @contextmanager
+    def hold(self) -> Iterator[Explorer]:
+        """Change several controls at once: recompute and redraw once, when the block ends::
+
+        with explorer.hold():
+            explorer.stride.value = 32
+            explorer.scales.value = "4, 8"
+        """
+        self._holding += 1
+        try:
+            yield self
+        finally:
+            self._holding -= 1
+            if not self._holding:
+                self.refresh()
+
+    def _on_change(self, change: dict) -> None:
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            self.sync_controls(change)
+        finally:
+            self._syncing = False
+        if not self._holding:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute the view from the controls, rewrite the summary and redraw the picture."""
+        self.figure.clear()
+        self.ax = self.figure.subplots()
+        try:
+            self.view = self.compute()
+        except ValueError as error:
+            self.view = None
+            self.summary.value = html.escape(f"Nothing to show: {error}", quote=False)
+            self.ax.set_axis_off()
+            self.ax.text(0.5, 0.5, str(error), ha="center", va="center", wrap=True)
+        else:
+            self.summary.value = html.escape(self.describe(self.view), quote=False)
+            self.draw(self.ax, self.view)
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png")
+        self.picture.value = buffer.getvalue()
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = f"{type(self).__name__}: {html.unescape(self.summary.value)}"
+        return bundle
