@@ -1,8 +1,8 @@
 """fit's cost per step: torchvision's fasterrcnn_mobilenet_v3_large_320_fpn (random weights) on
-small synthetic images, trained through ``fit`` and through a bare PyTorch loop (same model, data,
-optimizer and seed). The "torchvision" column holds the bare loop, so "ours / tv" is fit's overhead
-(batch checks, the NaN check, history, progress bookkeeping). Each time is the median step after
-one warm-up step."""
+small ShapesDataset images, trained through ``fit`` and through a bare PyTorch loop (same model,
+data, optimizer and seed). The "torchvision" column holds the bare loop, so "ours / tv" is fit's
+overhead (batch checks, the NaN check, history, progress bookkeeping). Each time is the median
+step after one warm-up step."""
 
 from __future__ import annotations
 
@@ -13,31 +13,12 @@ import torch
 import torchvision
 
 from benchmarks.common import Row
+from tutorial_det.data import ShapesDataset
 from tutorial_det.training import fit
 
 IMAGE_SIZE = 128
 BATCH = 4
 WARMUP, MEASURED = 1, 4
-
-
-class _Squares(torch.utils.data.Dataset):
-    """Noise images with one bright square each (box and label a function of the index)."""
-
-    def __init__(self, n: int, size: int):
-        self.n, self.size = n, size
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int):
-        g = torch.Generator().manual_seed(index)
-        side = int(torch.randint(self.size // 8, self.size // 2, (), generator=g))
-        x, y = (int(v) for v in torch.randint(0, self.size - side, (2,), generator=g))
-        label = int(torch.randint(1, 4, (), generator=g))
-        image = torch.rand(3, self.size, self.size, generator=g) * 0.3
-        image[label - 1, y : y + side, x : x + side] = 1.0
-        boxes = torch.tensor([[x, y, x + side, y + side]], dtype=torch.float32)
-        return image, {"boxes": boxes, "labels": torch.tensor([label])}
 
 
 def _model_and_optimizer():
@@ -77,6 +58,7 @@ def _fit_ms(data) -> float:
         optimizer=optimizer,
         max_steps=WARMUP + MEASURED,
         batch_size=BATCH,
+        shuffle=False,  # the bare loop's batches, in the same order
         device="cpu",
         progress=False,
         log_every=None,
@@ -87,7 +69,7 @@ def _fit_ms(data) -> float:
 
 
 def run() -> list[Row]:
-    data = _Squares((WARMUP + MEASURED) * BATCH, IMAGE_SIZE)
+    data = ShapesDataset((WARMUP + MEASURED) * BATCH, image_size=IMAGE_SIZE)
     ours = _fit_ms(data)
     bare = _bare_loop_ms(data)
     return [
