@@ -1,9 +1,11 @@
 """tutorial_det: object detection in PyTorch, one lesson at a time.
 
 The package holds the tested reference implementation of every step the notebooks build:
-``boxes`` (formats, IoU, box coding), ``anchors``, ``labelling``, ``nms``, ``rpn``, ``roi``,
-``faster_rcnn``, ``ssd``, ``wpod``, ``data``, ``training``, ``metrics``, plus ``viz`` (drawing),
-``widgets`` (ipywidgets explorers) and ``exercises`` (automatic feedback).
+``boxes`` (formats, IoU, box coding), ``backbones``, ``anchors``, ``labelling``, ``nms``, ``rpn``,
+``roi``, ``faster_rcnn``, ``ssd``, ``wpod``, ``data``, ``training``, ``metrics`` and ``models`` (the
+registry the command line builds detectors from), plus ``samples`` (the real photos in images/),
+``naive`` (the slow loop versions lessons show and benchmarks time), ``viz`` (drawing), ``widgets``
+(ipywidgets explorers), ``exercises`` (automatic feedback) and ``runtime`` (device and seeding).
 """
 
 __version__ = "0.1.0"
