@@ -8,20 +8,7 @@ import torchvision
 
 from benchmarks.common import Row, time_ms
 from tutorial_det.boxes import box_iou
-
-
-def loop_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """IoU the way the seed notebook computes it: a Python double loop over box pairs."""
-    out = torch.zeros(len(boxes1), len(boxes2))
-    for i, (ax1, ay1, ax2, ay2) in enumerate(boxes1.tolist()):
-        area_a = (ax2 - ax1) * (ay2 - ay1)
-        for j, (bx1, by1, bx2, by2) in enumerate(boxes2.tolist()):
-            iw = min(ax2, bx2) - max(ax1, bx1)
-            ih = min(ay2, by2) - max(ay1, by1)
-            if iw > 0 and ih > 0:
-                inter = iw * ih
-                out[i, j] = inter / (area_a + (bx2 - bx1) * (by2 - by1) - inter)
-    return out
+from tutorial_det.naive import box_iou_loop
 
 
 def _boxes(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -38,6 +25,8 @@ def run() -> list[Row]:
         assert torch.allclose(box_iou(a, b), torchvision.ops.box_iou(a, b), atol=1e-6)
         ours = time_ms(lambda a=a, b=b: box_iou(a, b))
         tv = time_ms(lambda a=a, b=b: torchvision.ops.box_iou(a, b))
-        naive = time_ms(lambda a=a, b=b: loop_iou(a, b), min_run_time=0.2) if with_loop else None
+        naive = (
+            time_ms(lambda a=a, b=b: box_iou_loop(a, b), min_run_time=0.2) if with_loop else None
+        )
         rows.append(Row(f"box_iou {n} x {m}", ours, tv, naive))
     return rows

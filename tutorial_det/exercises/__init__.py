@@ -7,6 +7,8 @@ from tutorial_det.exercises.boxes import check_box_iou
 from tutorial_det.exercises.core import Case, CheckResult, compare_tensors, run_check
 from tutorial_det.exercises.labelling import check_label_anchors
 from tutorial_det.exercises.metrics import check_average_precision
+from tutorial_det.exercises.nms import check_nms
+from tutorial_det.exercises.roi import check_roi_pool
 
 __all__ = [
     "Case",
@@ -16,6 +18,8 @@ __all__ = [
     "check_box_iou",
     "check_grid_anchors",
     "check_label_anchors",
+    "check_nms",
+    "check_roi_pool",
     "compare_tensors",
     "run_check",
 ]
