@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from tutorial_det.wpod import build_wpod
+
 
 def _torchvision_frcnn(num_classes: int, **kwargs) -> nn.Module:
     from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
@@ -27,6 +29,7 @@ def _torchvision_frcnn(num_classes: int, **kwargs) -> nn.Module:
 #: name -> builder(num_classes, **options). num_classes counts the background class.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "torchvision_frcnn": _torchvision_frcnn,
+    "wpod": build_wpod,
 }
 
 
