@@ -8,6 +8,10 @@ input pixels (row ``i``, column ``j``). Boxes are ``[N, 4]`` xyxy pixels.
 - :func:`grid_anchors`: those anchors copied onto every cell, ordered (row, column, anchor), the
   order of a head's output permuted to ``(N, H, W, A)`` and flattened.
 - :func:`inside_anchors`: which anchors lie entirely inside the image.
+- SSD priors ("default boxes"): :func:`seed_style_priors` (one pixel size per feature map, the
+  simple set-up), :func:`prior_boxes` (the paper's scales and aspect ratios, normalised
+  ``(cx, cy, w, h)``), :func:`ssd_scales` and :func:`ssd300_priors` (SSD300's 8732, the same boxes
+  in the same order as torchvision's ``DefaultBoxGenerator``).
 
 torchvision's ``AnchorGenerator`` builds the same boxes with two differences in presentation: its
 cell anchors are centred on 0 and rounded to whole pixels, and it shifts them to the cells'
@@ -114,4 +118,198 @@ def inside_anchors(anchors: Tensor, image_size: Sequence[int]) -> Tensor:
         & (anchors[:, 1] >= 0)
         & (anchors[:, 2] <= width)
         & (anchors[:, 3] <= height)
+    )
+
+
+# --------------------------------------------------------------------------- SSD priors
+
+
+def seed_style_priors(
+    image_size: int | Sequence[int],
+    strides: Sequence[int],
+    scales: Sequence[float],
+    ratios: Sequence[float],
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """SSD priors set up the simple way: one box size in pixels per feature map, shared ratios.
+
+    Feature map ``k`` has stride ``strides[k]`` (``image_size // stride`` cells a side) and every
+    cell gets ``len(ratios)`` priors of area ``scales[k] ** 2`` pixels with ``h / w = ratio``
+    (:func:`anchor_base`'s convention), centred on the cell centre. With ``strides=(4, 8, 16)``,
+    ``scales=(10, 25, 40)``, ``ratios=(0.4, 0.8, 1.2)`` on a 128 x 128 image: 3 maps of 32, 16
+    and 8 cells a side, 3 priors per cell, 3 * (1024 + 256 + 64) = 4032 priors.
+
+    Args:
+        image_size: side of a square image, or ``(height, width)``.
+        strides: input pixels per cell of each feature map.
+        scales: one prior size (square root of the area, pixels) per feature map.
+        ratios: height / width of the priors, the same on every map.
+
+    Returns:
+        ``[P, 4]`` xyxy pixels ordered (map, row, column, ratio): map by map, each map as
+        :func:`grid_anchors` orders it.
+    """
+    height, width = _image_size(
+        (image_size, image_size) if isinstance(image_size, int) else image_size
+    )
+    if len(strides) == 0 or len(strides) != len(scales):
+        raise ValueError(
+            f"strides {tuple(strides)} and scales {tuple(scales)} must be non-empty and of the "
+            "same length (one size per feature map)"
+        )
+    _positive_numbers(strides, "strides")
+    _positive_numbers(scales, "scales")
+    levels = []
+    for stride, scale in zip(strides, scales, strict=True):
+        base = anchor_base(stride, ratios, (scale / stride,), dtype=torch.float64)
+        levels.append(grid_anchors(base, (height // stride, width // stride), stride))
+    return torch.cat(levels).to(dtype)
+
+
+def ssd_scales(
+    num_maps: int = 6, s_min: float = 0.2, s_max: float = 0.9, first: float | None = 0.1
+) -> tuple[float, ...]:
+    """The SSD paper's prior scales (fractions of the image side), one per feature map plus one.
+
+    The paper spaces the scales linearly, ``s_k = s_min + (s_max - s_min) (k - 1) / (m - 1)``
+    for maps ``k = 1..m``. For SSD300 it gives the first map (conv4_3) its own scale 0.1 and
+    spaces the other five from 0.2 to 0.9: ``first=0.1`` does that. The extra value at the end,
+    ``s_{m+1}``, continues the same spacing; it is used only by the last map's second square
+    prior, of scale ``sqrt(s_m * s_{m+1})``.
+
+    ``ssd_scales()`` = (0.1, 0.2, 0.375, 0.55, 0.725, 0.9, 1.075) (SSD300). The original Caffe
+    model rounds these to whole percents and pixels (0.1, 0.2, 0.37, 0.54, 0.71, 0.88, 1.05);
+    torchvision's ``ssd300_vgg16`` uses its COCO set (0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05).
+
+    Returns:
+        ``num_maps + 1`` floats.
+    """
+    spaced = num_maps - (first is not None)
+    if spaced < 2 or not 0 < s_min < s_max:
+        raise ValueError(
+            f"need at least two linearly spaced maps and 0 < s_min < s_max, got num_maps="
+            f"{num_maps}, first={first}, s_min={s_min}, s_max={s_max}"
+        )
+    step = (s_max - s_min) / (spaced - 1)
+    linear = tuple(s_min + step * k for k in range(spaced + 1))
+    return linear if first is None else (float(first), *linear)
+
+
+def prior_boxes(
+    feature_sizes: Sequence[int | Sequence[int]],
+    scales: Sequence[float],
+    aspect_ratios: Sequence[Sequence[float]],
+    steps: Sequence[float] | None = None,
+    image_size: int | Sequence[int] | None = None,
+    clip: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """SSD's default boxes ("priors") as in the paper: normalised ``(cx, cy, w, h)``.
+
+    Feature map ``k`` (``f_k`` cells a side) gets, on every cell:
+
+    - a square prior of side ``s_k`` and a square prior of side ``s'_k = sqrt(s_k * s_{k+1})``;
+    - for every ratio ``a`` in ``aspect_ratios[k]`` two priors, ``w = s_k sqrt(a), h = s_k / sqrt(a)``
+      and the same turned by 90 degrees (ratio ``1 / a``). So ``[2]`` gives 4 priors per cell
+      (ratios 1, 1, 2, 1/2) and ``[2, 3]`` gives 6. Ratios here are ``w / h`` (the paper's ``a_r``);
+      :func:`anchor_base`'s are ``h / w``: the sets are the same because each comes with its
+      inverse.
+
+    The centre of cell (row ``i``, column ``j``) is ``((j + 0.5) / f_k, (i + 0.5) / f_k)`` in the
+    paper. With ``steps`` (input pixels per cell, the original Caffe model's and torchvision's
+    way) it is ``((j + 0.5) step_k / W, (i + 0.5) step_k / H)`` instead: SSD300's conv4_3 has 38
+    cells but a step of 8, so its centres are spaced 8/300 apart, not 1/38.
+
+    Args:
+        feature_sizes: ``f_k`` per map, an int (square) or ``(H, W)``.
+        scales: ``s_1 .. s_{m+1}``: one more than there are maps (see :func:`ssd_scales`).
+        aspect_ratios: per map, the ratios other than 1 (each positive and not 1).
+        steps: optional input pixels per cell, one per map; needs ``image_size``.
+        image_size: ``(height, width)`` (or one side) of the input, only used with ``steps``.
+        clip: clamp every prior's ``w`` and ``h`` to at most 1 (torchvision's ``clip=True``); the
+            paper does not.
+
+    Returns:
+        ``[P, 4]`` ``(cx, cy, w, h)`` as fractions of the image width and height, ordered (map, row,
+        column, prior); within a cell: ``s_k``, ``s'_k``, then each ratio and its inverse. This is
+        the order and format of torchvision's ``DefaultBoxGenerator`` before it scales to pixels.
+        :func:`ssd300_priors` gives SSD300's 8732.
+    """
+    m = len(feature_sizes)
+    if m == 0 or len(aspect_ratios) != m or len(scales) != m + 1:
+        raise ValueError(
+            f"need one entry of aspect_ratios per feature map and one more scale than maps: got "
+            f"{m} feature_sizes, {len(aspect_ratios)} aspect_ratios, {len(scales)} scales "
+            f"(expected {m + 1})"
+        )
+    s = _positive_numbers(scales, "scales")
+    if steps is not None:
+        if len(steps) != m:
+            raise ValueError(f"steps must hold one value per feature map ({m}), got {len(steps)}")
+        _positive_numbers(steps, "steps")
+        if image_size is None:
+            raise ValueError("steps are in input pixels: image_size is needed to normalise them")
+        height, width = _image_size(
+            (image_size, image_size) if isinstance(image_size, (int, float)) else image_size
+        )
+    levels = []
+    for k, size in enumerate(feature_sizes):
+        rows, cols = (size, size) if isinstance(size, int) else tuple(size)
+        if not (isinstance(rows, int) and isinstance(cols, int) and rows > 0 and cols > 0):
+            raise ValueError(f"feature_sizes[{k}] = {size} is not a positive int or (H, W)")
+        ratios = (
+            _positive_numbers(aspect_ratios[k], f"aspect_ratios[{k}]")
+            if aspect_ratios[k]
+            else torch.zeros(0, dtype=torch.float64)
+        )
+        if bool((ratios == 1).any()):
+            raise ValueError(
+                f"aspect_ratios[{k}] = {tuple(aspect_ratios[k])} contains 1: ratio 1 is always "
+                "there (two square priors); list only the other ratios"
+            )
+        sq = ratios.sqrt()
+        wh = [torch.stack((s[k], s[k])), torch.stack([(s[k] * s[k + 1]).sqrt()] * 2)]
+        for r in sq:
+            wh += [torch.stack((s[k] * r, s[k] / r)), torch.stack((s[k] / r, s[k] * r))]
+        wh = torch.stack(wh)  # [A, 2]
+        if clip:
+            wh = wh.clamp(max=1.0)
+        if steps is None:
+            cx = (torch.arange(cols, dtype=torch.float64) + 0.5) / cols
+            cy = (torch.arange(rows, dtype=torch.float64) + 0.5) / rows
+        else:
+            cx = (torch.arange(cols, dtype=torch.float64) + 0.5) * steps[k] / width
+            cy = (torch.arange(rows, dtype=torch.float64) + 0.5) * steps[k] / height
+        grid_y, grid_x = torch.meshgrid(cy, cx, indexing="ij")
+        centres = torch.stack((grid_x, grid_y), dim=-1).reshape(-1, 1, 2)  # [H*W, 1, 2]
+        boxes = torch.cat(
+            (centres.expand(-1, len(wh), 2), wh[None].expand(len(centres), -1, 2)), dim=-1
+        )
+        levels.append(boxes.reshape(-1, 4))
+    return torch.cat(levels).to(dtype)
+
+
+#: SSD300's feature maps (conv4_3, fc7, conv8_2 .. conv11_2), steps and ratios other than 1.
+SSD300_FEATURE_SIZES = (38, 19, 10, 5, 3, 1)
+SSD300_STEPS = (8, 16, 32, 64, 100, 300)
+SSD300_ASPECT_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
+
+
+def ssd300_priors(clip: bool = False, dtype: torch.dtype = torch.float32) -> Tensor:
+    """SSD300's 8732 priors: ``[8732, 4]`` normalised ``(cx, cy, w, h)``.
+
+    Maps of 38, 19, 10, 5, 3, 1 cells with 4, 6, 6, 6, 4, 4 priors per cell
+    (38² 4 + 19² 6 + 10² 6 + 5² 6 + 3² 4 + 1² 4 = 5776 + 2166 + 600 + 150 + 36 + 4 = 8732),
+    scales :func:`ssd_scales` ``()`` = 0.1, 0.2, 0.375, 0.55, 0.725, 0.9 (and 1.075 for the last
+    map's extra prior), centres placed with the steps 8, 16, 32, 64, 100, 300 on a 300 x 300
+    input (see :func:`prior_boxes`).
+    """
+    return prior_boxes(
+        SSD300_FEATURE_SIZES,
+        ssd_scales(),
+        SSD300_ASPECT_RATIOS,
+        steps=SSD300_STEPS,
+        image_size=300,
+        clip=clip,
+        dtype=dtype,
     )

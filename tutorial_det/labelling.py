@@ -11,6 +11,10 @@ Every anchor gets a label from its IoU with the ground-truth boxes:
 :func:`sample_labels` then keeps a balanced mini-batch (256 anchors, at most half positive) and
 :func:`anchor_targets` adds the regression targets of the positives. Boxes are ``[N, 4]`` xyxy.
 
+:func:`match_priors` is SSD's matching (every ground truth takes its best prior, then every prior
+with IoU >= 0.5 takes its best ground truth): no ignored band and no sampling, since SSD's loss
+mines hard negatives instead (:mod:`tutorial_det.ssd`).
+
 Compared with torchvision (``_utils.Matcher(0.7, 0.3, allow_low_quality_matches=True)`` and
 ``BalancedPositiveNegativeSampler(256, 0.5)``): the same split and the same sample sizes, except
 that (1) torchvision also makes "best anchors" of a ground truth that overlaps no anchor at all
@@ -182,3 +186,70 @@ def anchor_targets(
     # A positive anchor overlaps its matched ground truth (IoU > 0), so both have positive sizes.
     deltas[positive] = encode_boxes(gt_boxes[matched_gt[positive]], anchors[positive], weights)
     return labels, deltas
+
+
+# --------------------------------------------------------------------------- SSD matching
+
+
+def match_priors(priors: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
+    """SSD's matching: the ground truth each prior (default box) must predict, or none.
+
+    Two rules, as in the SSD paper (Liu et al. 2016, section 2.2):
+
+    1. **best prior, forced**: every ground truth takes the prior it overlaps most, even below the
+       threshold, so that no object is left without a positive. The assignment is a greedy
+       bipartite matching (MultiBox's and the original Caffe model's): repeatedly the highest
+       remaining IoU of the ``[G, P]`` matrix pairs its ground truth and prior, and both leave
+       the matrix, so two objects whose best prior is the same prior get distinct priors (the
+       second its next best). It stops when the highest remaining IoU is 0.
+    2. **threshold**: every other prior whose highest IoU with any ground truth is
+       ``>= iou_threshold`` takes that ground truth (the first one on ties). A prior taken in
+       step 1 keeps the ground truth it was given there.
+
+    torchvision's ``SSDMatcher`` gives the same answer whenever the ground truths' best priors
+    are distinct (the usual case); when two share one, it hands that prior to the later ground
+    truth and the earlier one keeps only its rule-2 matches, possibly none.
+
+    Args:
+        priors: ``[P, 4]`` xyxy.
+        gt_boxes: ``[G, 4]`` xyxy with positive width and height (``G`` may be 0).
+        iou_threshold: IoU at or above which rule 2 matches.
+
+    Returns:
+        ``[P]`` int64: the index of the matched ground truth, ``-1`` for background. With no
+        ground truth every prior is background.
+
+    Raises:
+        ValueError: a ground truth has zero width or height (it overlaps no prior and its
+            regression target, a log of its size, is infinite; torchvision's SSD refuses it too),
+            or ``iou_threshold`` is not in ``(0, 1]``.
+    """
+    if not 0 < iou_threshold <= 1:
+        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    priors = check_boxes(priors, "priors")
+    gt_boxes = check_boxes(gt_boxes, "gt_boxes").to(priors.dtype)
+    empty = (gt_boxes[:, 2] <= gt_boxes[:, 0]) | (gt_boxes[:, 3] <= gt_boxes[:, 1])
+    if bool(empty.any()):
+        i = int(empty.nonzero()[0])
+        raise ValueError(
+            f"gt_boxes[{i}] = {gt_boxes[i].tolist()} has zero width or height: no prior can match "
+            "it and its box target would be infinite; remove such boxes from the target"
+        )
+    num_priors, num_gt = priors.shape[0], gt_boxes.shape[0]
+    matched = torch.full((num_priors,), -1, dtype=torch.int64, device=priors.device)
+    if num_gt == 0 or num_priors == 0:
+        return matched
+    iou = box_iou(gt_boxes, priors)  # [G, P]
+    best_iou, best_gt = iou.max(dim=0)
+    keep = best_iou >= iou_threshold
+    matched[keep] = best_gt[keep]
+    remaining = iou.clone()
+    for _ in range(num_gt):
+        value, flat = remaining.flatten().max(dim=0)
+        if value <= 0:
+            break
+        g, p = divmod(int(flat), num_priors)
+        matched[p] = g
+        remaining[g, :] = -1
+        remaining[:, p] = -1
+    return matched

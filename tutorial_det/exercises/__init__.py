@@ -9,6 +9,7 @@ from tutorial_det.exercises.labelling import check_label_anchors
 from tutorial_det.exercises.metrics import check_average_precision
 from tutorial_det.exercises.nms import check_nms
 from tutorial_det.exercises.roi import check_roi_pool
+from tutorial_det.exercises.ssd import check_hard_negative_mining, check_match_priors
 
 __all__ = [
     "Case",
@@ -17,7 +18,9 @@ __all__ = [
     "check_average_precision",
     "check_box_iou",
     "check_grid_anchors",
+    "check_hard_negative_mining",
     "check_label_anchors",
+    "check_match_priors",
     "check_nms",
     "check_roi_pool",
     "compare_tensors",
