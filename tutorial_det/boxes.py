@@ -148,9 +148,9 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     wh = (bottom_right - top_left).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     union = area1[:, None] + area2[None, :] - inter
-    # A union of 0 means two empty boxes: their intersection is 0 too, and 0 / tiny = 0, not NaN.
-    # Every positive (normal) union is >= tiny, so the clamp changes no other value.
-    return inter / union.clamp_(min=torch.finfo(union.dtype).tiny)
+    # A union of 0 means two empty boxes: their intersection is 0 too, and 0 / 1 = 0, not NaN
+    # (nor a NaN gradient). Every positive union is left exactly as it is.
+    return inter / torch.where(union > 0, union, 1.0)
 
 
 def clip_boxes(boxes: Tensor, image_size: Sequence[int]) -> Tensor:
