@@ -1,8 +1,9 @@
 """Naive loop versions of the vectorised operations, the way the lessons first write them.
 
 They are the readable baseline the notebooks start from and the benchmarks compare against
-(``benchmarks/``); the package itself never calls them. Each returns exactly what its vectorised
-counterpart returns, so a test can check one against the other.
+(``benchmarks/``); the package itself never calls them. Each returns what its vectorised
+counterpart returns (up to float rounding: the loops compute in Python doubles), so a test can
+check one against the other.
 """
 
 from __future__ import annotations
