@@ -1,0 +1,107 @@
+"""Train the small SSD and torchvision's SSDlite (and optionally a Faster R-CNN) for the same
+wall-clock budget on the same synthetic shapes; compare mAP on held-out images and time per step.
+
+    .venv/bin/python -m benchmarks.train_ssd                  # 180 s per model: ssd, ssdlite
+    .venv/bin/python -m benchmarks.train_ssd --seconds 60 --models ssd
+    .venv/bin/python -m benchmarks.train_ssd --models ssd faster_rcnn
+
+The models:
+
+- ``ssd``: :func:`tutorial_det.ssd.build_ssd` (TinyBackbone, heads at strides 8 to 64, 1360
+  priors on 128 px images);
+- ``ssdlite``: torchvision's ``ssdlite320_mobilenet_v3_large(weights=None,
+  weights_backbone=None)``, which resizes every image to 320 x 320 as it is built to;
+- ``faster_rcnn``: the model registry's ``"faster_rcnn"`` when it is registered, else
+  ``"torchvision_frcnn"`` (torchvision's MobileNetV3-FPN Faster R-CNN at 320 px).
+
+Every model sees the same stream of 128 x 128 images (``ShapesDataset(seed=0)``: a new image
+every time, so nothing repeats and no augmentation is needed), batches of ``--batch-size``,
+AdamW, gradient clipping at 10 and a learning rate that follows the clock
+(:func:`benchmarks.budget.clock_cosine`). Weights are copied every ``--snapshot-every`` seconds
+and evaluated after training on ``ShapesDataset(--val-size, seed=1)``, so evaluation never eats
+into the budget. Printed per model: steps, median seconds per step, mAP@0.5 and mAP@[.5:.95] at
+the end, and the first snapshot (step, seconds) whose mAP@0.5 reached 0.9. Timings depend on the
+machine's load (printed); ``--threads`` sets torch's threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import torch
+import torchvision
+from torch import nn
+
+from benchmarks.budget import train_on_budget
+from tutorial_det.data import ShapesDataset
+from tutorial_det.models import MODELS, build_model
+
+NUM_CLASSES = 4  # background + circle, square, triangle
+
+
+def build(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    if name == "ssd":
+        return build_model("ssd", NUM_CLASSES)
+    if name == "ssdlite":
+        return torchvision.models.detection.ssdlite320_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=NUM_CLASSES
+        )
+    if name == "faster_rcnn":
+        registered = "faster_rcnn" if "faster_rcnn" in MODELS else "torchvision_frcnn"
+        return build_model(registered, NUM_CLASSES)
+    raise ValueError(f"unknown model {name!r}; choose ssd, ssdlite or faster_rcnn")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=180.0, help="training budget per model")
+    parser.add_argument("--models", nargs="+", default=["ssd", "ssdlite"])
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--snapshot-every", type=float, default=20.0, help="seconds")
+    parser.add_argument("--val-size", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load:.1f}; "
+        f"budget {args.seconds:g} s per model, batch {args.batch_size}, lr {args.lr:g}, "
+        f"{args.val_size} held-out images"
+    )
+    results = {}
+    for name in args.models:
+        print(f"training {name} ...", file=sys.stderr, flush=True)
+        results[name] = train_on_budget(
+            build(name),
+            ShapesDataset(1_000_000, seed=0),
+            ShapesDataset(args.val_size, seed=1),
+            seconds=args.seconds,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            snapshot_every=args.snapshot_every,
+            label=name,
+            shuffle=False,  # a million distinct images: the order does not matter
+            device="cpu",
+        )
+    print("| model | params (M) | steps | s / step | mAP@0.5 | mAP | mAP@0.5 >= 0.9 at (step, s) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(
+            f"| {name} | {r.params_m:.2f} | {r.steps} | {r.s_per_step:.3f} | {r.map_50:.3f} | "
+            f"{r.map:.3f} | {r.steps_to_target:g}, {r.seconds_to_target:.0f} |"
+        )
+    if "ssd" in results:
+        for name, r in results.items():
+            if name != "ssd":
+                print(f"{name} / ssd time per step: {r.s_per_step / results['ssd'].s_per_step:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
