@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from tutorial_det.faster_rcnn import build_faster_rcnn
 from tutorial_det.ssd import build_ssd
 from tutorial_det.wpod import build_wpod
 
@@ -30,6 +31,7 @@ def _torchvision_frcnn(num_classes: int, **kwargs) -> nn.Module:
 #: name -> builder(num_classes, **options). num_classes counts the background class.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "torchvision_frcnn": _torchvision_frcnn,
+    "faster_rcnn": build_faster_rcnn,
     "ssd": build_ssd,
     "wpod": build_wpod,
 }

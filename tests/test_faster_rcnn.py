@@ -1,0 +1,139 @@
+"""The assembled Faster R-CNN: torchvision's detection contract in training and evaluation,
+batching of images of different sizes, detections against torchvision's postprocessing, the
+registry entry, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torchvision.models.detection.roi_heads import RoIHeads
+
+from tutorial_det.data import ShapesDataset, detection_collate
+from tutorial_det.faster_rcnn import FasterRCNN, build_faster_rcnn, detect
+from tutorial_det.models import MODELS, build_model
+from tutorial_det.roi import ROI_BOX_WEIGHTS
+
+LOSSES = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
+
+
+def small_model(**options) -> FasterRCNN:
+    torch.manual_seed(0)
+    options = {"representation_size": 32, "pool_size": 3, **options}
+    return FasterRCNN(4, **options)
+
+
+def shapes_batch(count: int = 2, size: int = 64):
+    data = ShapesDataset(count, seed=3, image_size=size, max_size=size / 2, min_size=8)
+    return detection_collate([data[i] for i in range(count)])
+
+
+@pytest.mark.parametrize("pooling", ["align", "pool"])
+def test_training_returns_the_four_losses_and_trains_every_part(pooling):
+    model = small_model(pooling=pooling).train()
+    images, targets = shapes_batch()
+    targets[1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    losses = model(images, targets)
+    assert set(losses) == LOSSES
+    assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    for name in ("backbone.0.0.weight", "rpn.head.conv.weight", "roi_head.fc6.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_a_few_steps_on_one_batch_lower_the_loss():
+    model = small_model().train()
+    images, targets = shapes_batch()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    totals = []
+    for _ in range(12):
+        losses = model(images, targets)
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(total.item())
+    assert totals[-1] < 0.6 * totals[0]
+
+
+def test_eval_returns_detections_inside_each_image():
+    model = small_model(score_thresh=0.0, detections_per_img=50).eval()
+    images = [torch.rand(3, 64, 64), torch.rand(3, 40, 56)]  # different sizes: padded batch
+    with torch.no_grad():
+        out = model(images)
+    assert len(out) == 2
+    for detections, image in zip(out, images, strict=True):
+        assert set(detections) == {"boxes", "labels", "scores"}
+        boxes, labels, scores = detections["boxes"], detections["labels"], detections["scores"]
+        assert boxes.shape == (len(labels), 4) and 0 < len(labels) <= 50
+        assert labels.dtype == torch.int64 and labels.min() >= 1 and labels.max() <= 3
+        assert bool((scores[:-1] >= scores[1:]).all())
+        height, width = image.shape[1:]
+        assert bool((boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all())
+        assert bool((boxes >= 0).all())
+
+
+def test_batch_images_normalises_and_pads_to_the_stride():
+    model = small_model()
+    batch, sizes = model.batch_images([torch.ones(3, 40, 50), torch.zeros(3, 20, 70)])
+    assert batch.shape == (2, 3, 48, 80) and sizes == [(40, 50), (20, 70)]
+    mean, std = model.image_mean.flatten(), model.image_std.flatten()
+    torch.testing.assert_close(batch[0, :, 0, 0], (1 - mean) / std)
+    assert batch[0, :, 40:].abs().sum() == 0 and batch[1, :, :, 70:].abs().sum() == 0
+    same, _ = model.batch_images(torch.ones(2, 3, 32, 32))
+    assert same.shape == (2, 3, 32, 32)
+
+
+def test_detect_matches_torchvision_postprocessing():
+    g = torch.Generator().manual_seed(0)
+    rois = torch.rand(200, 2, generator=g) * 100
+    rois = torch.cat((rois, rois + torch.rand(200, 2, generator=g) * 60 + 1), dim=1)
+    logits = torch.randn(200, 4, generator=g) * 3
+    deltas = torch.randn(200, 4, 4, generator=g)
+    heads = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, ROI_BOX_WEIGHTS, 0.05, 0.5, 100)
+    boxes, scores, labels = heads.postprocess_detections(
+        logits, deltas.reshape(200, -1), [rois], [(120, 140)]
+    )
+    ours = detect(logits, deltas, rois, (120, 140))
+    torch.testing.assert_close(ours["boxes"], boxes[0])
+    torch.testing.assert_close(ours["scores"], scores[0])
+    assert torch.equal(ours["labels"], labels[0])
+
+
+def test_detect_with_no_rois_is_empty():
+    out = detect(torch.zeros(0, 4), torch.zeros(0, 4, 4), torch.zeros(0, 4), (64, 64))
+    assert out["boxes"].shape == (0, 4) and out["labels"].shape == (0,)
+
+
+def test_registered_in_the_model_registry():
+    assert MODELS["faster_rcnn"] is build_faster_rcnn
+    model = build_model("faster_rcnn", 3, representation_size=16)
+    assert isinstance(model, FasterRCNN) and model.roi_head.cls_score.out_features == 3
+
+
+def test_custom_backbone_and_anchor_sizes():
+    backbone = torchvision.models.mobilenet_v3_small(weights=None).features[:9]  # stride 16
+    backbone.out_channels, backbone.stride = 48, 16
+    model = FasterRCNN(3, backbone=backbone, anchor_sizes=(32,), anchor_ratios=(1.0,))
+    assert model.rpn.num_anchors == 1
+    assert model.rpn.base_anchors.tolist() == [[-8.0, -8.0, 24.0, 24.0]]
+    with torch.no_grad():
+        assert len(model.eval()([torch.rand(3, 64, 64)])) == 1
+
+
+def test_errors_name_what_is_wrong():
+    model = small_model().train()
+    images, targets = shapes_batch()
+    with pytest.raises(ValueError, match="needs one target per image"):
+        model(images)
+    bad = [dict(targets[0]), targets[1]]
+    bad[0]["labels"] = torch.full_like(bad[0]["labels"], 4)
+    with pytest.raises(ValueError, match=r"targets\[0\]\['labels'\]\[0\] = 4 is not an object"):
+        model(images, bad)
+    with pytest.raises(ValueError, match=r"images\[1\] must be a \[3, H, W\] tensor"):
+        model([images[0], torch.rand(1, 64, 64)], targets)
+    with pytest.raises(ValueError, match="num_classes counts the background"):
+        FasterRCNN(1)
+    with pytest.raises(ValueError, match="backbone must have an int attribute 'stride'"):
+        FasterRCNN(3, backbone=torch.nn.Conv2d(3, 8, 3))

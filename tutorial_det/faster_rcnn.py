@@ -1,0 +1,296 @@
+"""Faster R-CNN assembled: backbone, region proposal network, RoI head, detections.
+
+:class:`FasterRCNN` follows torchvision's detection contract:
+
+- training mode, ``model(images, targets)`` -> ``{"loss_objectness", "loss_rpn_box_reg",
+  "loss_classifier", "loss_box_reg"}`` (the RPN's two terms, :func:`tutorial_det.rpn.rpn_loss`,
+  and the RoI head's two, :func:`tutorial_det.roi.roi_head_loss`); ``fit`` trains on their sum;
+- evaluation mode, ``model(images)`` -> one ``{"boxes" [D, 4] xyxy, "labels" [D], "scores" [D]}``
+  per image (:func:`detect`).
+
+Images are ``[3, H, W]`` floats in [0, 1], a list (sizes may differ) or a ``[N, 3, H, W]``
+batch. The model normalises them itself (``image_mean``, ``image_std``) and pads the batch with
+zeros at the bottom and right to a common size divisible by the backbone's stride; each image
+keeps its own size for clipping proposals and detections. It does not resize images: the
+defaults are sized for the 128 x 128 synthetic shapes (objects of about 12 to 64 px):
+:class:`~tutorial_det.backbones.TinyBackbone` (stride 16, 128 channels), anchors of 16, 32 and
+64 px at ratios 0.5, 1 and 2, a 256-wide RoI head on 7 x 7 RoIAlign grids.
+
+:func:`build_faster_rcnn` is what :mod:`tutorial_det.models` registers as ``"faster_rcnn"``.
+Boxes are ``[N, 4]`` xyxy pixels throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tutorial_det.backbones import TinyBackbone
+from tutorial_det.boxes import check_boxes, clip_boxes, decode_boxes, remove_small_boxes
+from tutorial_det.nms import batched_nms
+from tutorial_det.roi import (
+    ROI_BOX_WEIGHTS,
+    RoIHead,
+    proposal_targets,
+    roi_head_loss,
+)
+from tutorial_det.rpn import ProposalSettings, RegionProposalNetwork
+
+#: ImageNet's channel mean and standard deviation (torchvision's detection default).
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+#: The paper's proposal counts with a 4 px minimum size instead of 16: on 128 px images the
+#: smallest objects are about 12 px, and 16 would remove their proposals.
+SMALL_TRAIN_PROPOSALS = ProposalSettings(12000, 2000, 0.7, 4.0)
+SMALL_TEST_PROPOSALS = ProposalSettings(6000, 300, 0.7, 4.0)
+
+
+def detect(
+    class_logits: Tensor,
+    box_deltas: Tensor,
+    rois: Tensor,
+    image_size: Sequence[int],
+    *,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
+    min_size: float = 1e-2,
+    weights: Sequence[float] = ROI_BOX_WEIGHTS,
+) -> dict[str, Tensor]:
+    """Turn the RoI head's output for one image into detections.
+
+    Softmax over the classes; decode every RoI's per-class deltas into one box per class, clip
+    to the image; drop the background class, scores at or below ``score_thresh`` and boxes under
+    ``min_size``; non-maximum suppression within each class
+    (:func:`tutorial_det.nms.batched_nms` at ``nms_thresh``); keep the ``detections_per_img``
+    best. A RoI can so give detections of several classes (torchvision's rule).
+
+    Args:
+        class_logits: ``[K, C]``; ``box_deltas``: ``[K, C, 4]``; ``rois``: ``[K, 4]`` xyxy.
+        image_size: ``(height, width)``.
+
+    Returns:
+        ``{"boxes": [D, 4], "labels": [D] int64 in 1..C-1, "scores": [D]}``, best first.
+    """
+    num, classes = class_logits.shape
+    scores = F.softmax(class_logits, dim=-1)[:, 1:]
+    boxes = decode_boxes(box_deltas[:, 1:], rois, weights)  # [K, C - 1, 4]
+    boxes = clip_boxes(boxes.reshape(-1, 4), image_size)
+    labels = torch.arange(1, classes, device=scores.device).expand(num, classes - 1)
+    scores, labels = scores.reshape(-1), labels.reshape(-1)
+    keep = torch.where(scores > score_thresh)[0]
+    keep = keep[remove_small_boxes(boxes[keep], min_size)]
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    keep = batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
+    return {"boxes": boxes[keep], "labels": labels[keep], "scores": scores[keep]}
+
+
+class FasterRCNN(nn.Module):
+    """Faster R-CNN (Ren et al., 2015) with a single feature map.
+
+    Args:
+        num_classes: classes including the background (the shapes data: 4).
+        backbone: an ``nn.Module`` mapping ``[N, 3, H, W]`` to ``[N, C, H / s, W / s]`` with
+            attributes ``out_channels`` (C) and ``stride`` (s); default ``TinyBackbone()``.
+        anchor_sizes: anchor sides in pixels at ratio 1 (multiples of nothing in particular:
+            they become :func:`~tutorial_det.anchors.anchor_base` scales ``size / stride``).
+        anchor_ratios: heights / widths of the anchors.
+        rpn_mid_channels: width of the RPN's 3x3 conv (default: the backbone's channels).
+        rpn_batch_size_per_image, rpn_positive_fraction, rpn_pos_thresh, rpn_neg_thresh,
+        ignore_border_anchors, rpn_train_proposals, rpn_test_proposals: see
+            :class:`~tutorial_det.rpn.RegionProposalNetwork`.
+        roi_batch_size_per_image, roi_positive_fraction, roi_fg_thresh: see
+            :func:`tutorial_det.roi.proposal_targets`.
+        pooling, pool_size, sampling_ratio, representation_size: see
+            :class:`tutorial_det.roi.RoIHead`.
+        score_thresh, nms_thresh, detections_per_img: see :func:`detect`.
+        image_mean, image_std: per-channel normalisation applied inside the model.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        backbone: nn.Module | None = None,
+        anchor_sizes: Sequence[float] = (16, 32, 64),
+        anchor_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        rpn_mid_channels: int | None = None,
+        rpn_batch_size_per_image: int = 256,
+        rpn_positive_fraction: float = 0.5,
+        rpn_pos_thresh: float = 0.7,
+        rpn_neg_thresh: float = 0.3,
+        ignore_border_anchors: bool = True,
+        rpn_train_proposals: ProposalSettings = SMALL_TRAIN_PROPOSALS,
+        rpn_test_proposals: ProposalSettings = SMALL_TEST_PROPOSALS,
+        roi_batch_size_per_image: int = 128,
+        roi_positive_fraction: float = 0.25,
+        roi_fg_thresh: float = 0.5,
+        pooling: str = "align",
+        pool_size: int = 7,
+        sampling_ratio: int = 2,
+        representation_size: int = 256,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 100,
+        image_mean: Sequence[float] = IMAGE_MEAN,
+        image_std: Sequence[float] = IMAGE_STD,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(num_classes, int) and num_classes >= 2):
+            raise ValueError(
+                f"num_classes counts the background, so it must be an int >= 2, got {num_classes!r}"
+            )
+        self.num_classes = num_classes
+        self.backbone = TinyBackbone() if backbone is None else backbone
+        for attribute in ("out_channels", "stride"):
+            if not isinstance(getattr(self.backbone, attribute, None), int):
+                raise ValueError(
+                    f"backbone must have an int attribute {attribute!r} (see "
+                    "tutorial_det.backbones)"
+                )
+        stride = self.backbone.stride
+        channels = self.backbone.out_channels
+        self.rpn = RegionProposalNetwork(
+            channels,
+            stride=stride,
+            ratios=anchor_ratios,
+            scales=tuple(size / stride for size in anchor_sizes),
+            mid_channels=rpn_mid_channels,
+            pos_thresh=rpn_pos_thresh,
+            neg_thresh=rpn_neg_thresh,
+            batch_size_per_image=rpn_batch_size_per_image,
+            positive_fraction=rpn_positive_fraction,
+            ignore_border_anchors=ignore_border_anchors,
+            train_proposals=rpn_train_proposals,
+            test_proposals=rpn_test_proposals,
+        )
+        self.roi_head = RoIHead(
+            channels,
+            num_classes,
+            pooling=pooling,
+            output_size=pool_size,
+            spatial_scale=1 / stride,
+            sampling_ratio=sampling_ratio,
+            representation_size=representation_size,
+        )
+        self.roi_batch_size_per_image = roi_batch_size_per_image
+        self.roi_positive_fraction = roi_positive_fraction
+        self.roi_fg_thresh = roi_fg_thresh
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.detections_per_img = detections_per_img
+        self.register_buffer(
+            "image_mean", torch.tensor(image_mean).reshape(3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "image_std", torch.tensor(image_std).reshape(3, 1, 1), persistent=False
+        )
+
+    # -------------------------------------------------------------- input
+    def batch_images(self, images: Sequence[Tensor] | Tensor) -> tuple[Tensor, list[tuple]]:
+        """Normalise and pad: ``([N, 3, H', W'], [(h_i, w_i), ...])`` with ``H'``, ``W'`` the
+        largest height and width rounded up to a multiple of the stride."""
+        if isinstance(images, Tensor):
+            if images.ndim != 4:
+                raise ValueError(f"images must be [N, 3, H, W] or a list, got {list(images.shape)}")
+            images = list(images)
+        if len(images) == 0:
+            raise ValueError("images is empty: give at least one [3, H, W] image")
+        for i, image in enumerate(images):
+            if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3:
+                shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
+                raise ValueError(f"images[{i}] must be a [3, H, W] tensor, got {shape}")
+        sizes = [(int(image.shape[1]), int(image.shape[2])) for image in images]
+        stride = self.backbone.stride
+        height = -(-max(h for h, _ in sizes) // stride) * stride
+        width = -(-max(w for _, w in sizes) // stride) * stride
+        batch = self.image_mean.new_zeros(len(images), 3, height, width)
+        for i, image in enumerate(images):
+            image = image.to(batch.device, torch.float32).as_subclass(Tensor)
+            batch[i, :, : sizes[i][0], : sizes[i][1]] = (image - self.image_mean) / self.image_std
+        return batch, sizes
+
+    def _check_targets(self, targets, count: int) -> list[dict[str, Tensor]]:
+        if targets is None or len(targets) != count:
+            raise ValueError(
+                f"in training mode the model needs one target per image ({count}), got "
+                f"{None if targets is None else len(targets)}"
+            )
+        checked = []
+        device = self.image_mean.device
+        for i, target in enumerate(targets):
+            if "boxes" not in target or "labels" not in target:
+                raise ValueError(f"targets[{i}] must hold 'boxes' and 'labels'")
+            boxes = check_boxes(target["boxes"].as_subclass(Tensor), f"targets[{i}]['boxes']")
+            labels = target["labels"].as_subclass(Tensor)
+            if labels.shape != boxes.shape[:1] or labels.is_floating_point():
+                raise ValueError(
+                    f"targets[{i}]['labels'] must be [{len(boxes)}] integers, got "
+                    f"{labels.dtype} {list(labels.shape)}"
+                )
+            bad = (labels < 1) | (labels >= self.num_classes)
+            if bool(bad.any()):
+                j = int(bad.nonzero()[0])
+                raise ValueError(
+                    f"targets[{i}]['labels'][{j}] = {int(labels[j])} is not an object class in "
+                    f"[1, {self.num_classes}) (0 is the background)"
+                )
+            checked.append({"boxes": boxes.to(device), "labels": labels.to(device).long()})
+        return checked
+
+    # -------------------------------------------------------------- forward
+    def forward(
+        self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        batch, sizes = self.batch_images(images)
+        if self.training:
+            targets = self._check_targets(targets, len(batch))
+        features = self.backbone(batch)
+        proposals, losses = self.rpn(features, sizes, targets if self.training else None)
+        if self.training:
+            rois, labels, deltas = [], [], []
+            for image_proposals, target in zip(proposals, targets, strict=True):
+                r, c, d = proposal_targets(
+                    image_proposals,
+                    target["boxes"],
+                    target["labels"],
+                    batch_size=self.roi_batch_size_per_image,
+                    positive_fraction=self.roi_positive_fraction,
+                    fg_thresh=self.roi_fg_thresh,
+                )
+                rois.append(r)
+                labels.append(c)
+                deltas.append(d)
+            class_logits, box_deltas = self.roi_head(features, rois)
+            classifier, box = roi_head_loss(
+                class_logits, box_deltas, torch.cat(labels), torch.cat(deltas)
+            )
+            return {**losses, "loss_classifier": classifier, "loss_box_reg": box}
+        class_logits, box_deltas = self.roi_head(features, proposals)
+        detections = []
+        start = 0
+        for image_proposals, size in zip(proposals, sizes, strict=True):
+            end = start + len(image_proposals)
+            detections.append(
+                detect(
+                    class_logits[start:end],
+                    box_deltas[start:end],
+                    image_proposals,
+                    size,
+                    score_thresh=self.score_thresh,
+                    nms_thresh=self.nms_thresh,
+                    detections_per_img=self.detections_per_img,
+                )
+            )
+            start = end
+        return detections
+
+
+def build_faster_rcnn(num_classes: int, **options) -> FasterRCNN:
+    """:class:`FasterRCNN` for ``num_classes`` classes (background included); ``options`` are its
+    keyword arguments."""
+    return FasterRCNN(num_classes, **options)
