@@ -5,6 +5,12 @@ prints which case failed, what was expected, what came back, and a hint."""
 from tutorial_det.exercises.anchors import check_anchor_base, check_grid_anchors
 from tutorial_det.exercises.boxes import check_box_iou
 from tutorial_det.exercises.core import Case, CheckResult, compare_tensors, run_check
+from tutorial_det.exercises.faster_rcnn import (
+    check_proposal_targets,
+    check_roi_head_loss,
+    check_rpn_loss,
+    check_to_anchor_order,
+)
 from tutorial_det.exercises.labelling import check_label_anchors
 from tutorial_det.exercises.metrics import check_average_precision
 from tutorial_det.exercises.nms import check_nms
@@ -22,7 +28,11 @@ __all__ = [
     "check_label_anchors",
     "check_match_priors",
     "check_nms",
+    "check_proposal_targets",
+    "check_roi_head_loss",
     "check_roi_pool",
+    "check_rpn_loss",
+    "check_to_anchor_order",
     "compare_tensors",
     "run_check",
 ]
