@@ -458,7 +458,7 @@ with pool:
 # thread, AdamW with a cosine learning-rate decay, and `fit` drawing batches of 16 from the pool.
 # We train the half-width network for 150 steps with a short, steep schedule (learning rate
 # 4e-3, decaying twentyfold along a cosine): about 30 seconds on a quiet two-core laptop.
-# `benchmarks/train_wpod.py` trains longer: after 400 steps more than 99% of the held-out plates
+# `benchmarks/train_wpod.py` trains 400 steps, after which more than 99% of the held-out plates
 # are found, with about 3 pixels of corner error. One torch thread leaves the second core to the
 # pool's worker. The numbers in this section depend on the machine and vary from run to run.
 
