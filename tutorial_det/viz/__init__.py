@@ -12,6 +12,7 @@ from tutorial_det.viz.anchors import (
 )
 from tutorial_det.viz.core import class_colour, draw_boxes, show_image, to_display_image
 from tutorial_det.viz.features import draw_receptive_field, show_feature_maps
+from tutorial_det.viz.training import plot_history, smooth_curve
 
 __all__ = [
     "LABEL_COLOURS",
@@ -23,7 +24,9 @@ __all__ = [
     "draw_labelled_anchors",
     "draw_overlap",
     "draw_receptive_field",
+    "plot_history",
     "show_feature_maps",
     "show_image",
+    "smooth_curve",
     "to_display_image",
 ]
