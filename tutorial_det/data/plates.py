@@ -32,6 +32,7 @@ from tutorial_det.data.canvas import (
     text_mask,
 )
 from tutorial_det.data.synthetic import Item, SyntheticDataset, Transforms, check_count_range
+from tutorial_det.geometry import homography
 
 #: Class names, indexed by label: every object is a plate.
 CLASSES = ("background", "plate")
@@ -80,24 +81,6 @@ def render_plate(
     centre = ((left + width - border) / 2, height / 2)
     draw.text(centre, text, font=font(size), fill=ink, anchor="mm")
     return image
-
-
-def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 3 x 3 projective map ``H`` (with ``H[2, 2] = 1``) that sends the four points ``src``
-    (``[4, 2]``, x y) to ``dst``: ``dst ~ H @ (x, y, 1)``. Raises ValueError when three of the
-    points are collinear (no such map)."""
-    src = np.asarray(src, dtype=np.float64).reshape(4, 2)
-    dst = np.asarray(dst, dtype=np.float64).reshape(4, 2)
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(src, dst, strict=True):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-        rhs += [u, v]
-    try:
-        h = np.linalg.solve(np.array(rows), np.array(rhs))
-    except np.linalg.LinAlgError:
-        raise ValueError(f"no homography from {src.tolist()} to {dst.tolist()}") from None
-    return np.append(h, 1.0).reshape(3, 3)
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -264,7 +247,7 @@ class PlatesDataset(SyntheticDataset):
         # wants the homography from the image quad to the flat rectangle. Premultiplied alpha
         # ("RGBa") keeps the warped edge from darkening.
         rectangle = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float64)
-        coeffs = homography(quad, rectangle).flatten()[:8]
+        coeffs = homography(torch.from_numpy(quad), torch.from_numpy(rectangle)).flatten()[:8]
         size = canvas.shape[1:][::-1]
         warped = flat.convert("RGBa").transform(
             size, Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BILINEAR
