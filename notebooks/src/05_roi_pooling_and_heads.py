@@ -1,0 +1,422 @@
+# %% [markdown]
+# # 05 · RoI pooling and heads
+#
+# The RPN of lesson 04 says *where* objects might be: a few hundred to two thousand boxes per
+# image. The second stage of Faster R-CNN looks at each of those **regions of interest** (RoIs)
+# closely and says *what* it is (one of the classes, or background) and *exactly where* (a last
+# correction of the box, one per class). To do that with one fully connected network, every RoI,
+# whatever its size, must first become a feature grid of one fixed size: that is **RoI pooling**.
+#
+# **You will learn**
+# - how the RoIs a training step learns from are chosen: the ground truths added to the
+#   proposals, 128 sampled per image with at most 25 % positives (IoU >= 0.5), their classes and
+#   regression targets;
+# - RoI max pooling step by step on a small example: scaling, rounding to cells, bins, maxima;
+#   checked against torchvision's `roi_pool`;
+# - what the rounding costs, and how RoIAlign avoids it;
+# - a RoI pooling bug that truncates coordinates and crops nothing;
+# - the RoI head: fully connected layers, class logits and per-class deltas, and why the layers
+#   need a non-linearity between them (shown numerically).
+#
+# **You need** lessons 03 (IoU, `encode_boxes`, sampling) and 04 (proposals). The notebook runs
+# on a laptop CPU in about a minute.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+from tutorial_det.backbones import vgg16_stride16
+from tutorial_det.boxes import box_iou
+from tutorial_det.exercises import check_proposal_targets, check_roi_pool
+from tutorial_det.labelling import sample_labels
+from tutorial_det.roi import ROI_BOX_WEIGHTS, RoIHead, proposal_targets, roi_pool
+from tutorial_det.rpn import TRAIN_PROPOSALS, RegionProposalNetwork, objectness_probability, propose
+from tutorial_det.runtime import seed_everything
+from tutorial_det.samples import load_sample, sample_categories
+from tutorial_det.viz import draw_boxes, show_image
+
+seed_everything(0)
+
+# %% [markdown]
+# ## 1. The example: lesson 04's proposals
+#
+# The astronaut photo at 800 x 800, VGG16 features (random weights) and the untrained RPN of
+# lesson 04, rebuilt with the same seeds: 2000 proposals. The photo has 7 annotated objects
+# (person, face, two eyes, helmet, flag, rocket); the class numbers are those of the sample
+# annotations.
+
+# %%
+photo, photo_target = load_sample("astronaut")
+size = 800
+photo800 = F.interpolate(photo[None], size=(size, size), mode="bilinear", antialias=True)[0]
+gt = photo_target["boxes"].as_subclass(torch.Tensor) * size / 512
+gt_labels = photo_target["labels"].as_subclass(torch.Tensor)
+names = sample_categories()
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+backbone = vgg16_stride16().eval()
+with torch.no_grad():
+    features = backbone(((photo800 - IMAGENET_MEAN) / IMAGENET_STD)[None])
+torch.manual_seed(0)
+rpn = RegionProposalNetwork(512).eval()
+with torch.no_grad():
+    anchors, logits, deltas = rpn.predict(features)
+proposals, _ = propose(
+    anchors, objectness_probability(logits[0]), deltas[0], (size, size), TRAIN_PROPOSALS
+)
+print("features:", tuple(features.shape), "| proposals:", tuple(proposals.shape))
+print("ground truth:", [names[int(c)] for c in gt_labels])
+
+# %% [markdown]
+# ## 2. Which RoIs to learn from
+#
+# Training the head on all 2000 proposals would mostly teach it "background". As for the RPN
+# (lesson 03), each image contributes a small, balanced sample, chosen with simpler rules:
+#
+# 1. **add the ground-truth boxes** to the proposals: early in training the proposals are poor,
+#    and a ground truth is a perfect example of its class;
+# 2. each candidate takes the ground truth it overlaps most; **IoU >= 0.5 makes it positive**
+#    (that ground truth's class), **IoU < 0.5 negative** (background, class 0). No band is
+#    ignored here;
+# 3. sample **128 per image, at most 25 % (32) positive**, the rest negative.
+
+# %%
+candidates = torch.cat((proposals, gt))
+iou = box_iou(candidates, gt)
+best_iou, matched = iou.max(dim=1)
+positive = best_iou >= 0.5
+print("candidates:", len(candidates), "=", len(proposals), "proposals +", len(gt), "ground truths")
+print("positive (IoU >= 0.5):", int(positive.sum()), "| negative:", int((~positive).sum()))
+for g in range(len(gt)):
+    from_proposals = int((positive[: len(proposals)] & (matched[: len(proposals)] == g)).sum())
+    print(f"  {names[int(gt_labels[g])]:>7}: {from_proposals} positive proposals")
+
+# %% [markdown]
+# Of the 2007 candidates, 35 are positive and 1972 negative: the 7 ground truths themselves and
+# 28 proposals (9 on the person, 8 on the helmet, 5 on the rocket, 3 on the face, 3 on the
+# flag). The untrained RPN proposes boxes of roughly anchor sizes (about 90 to 730 pixels)
+# scattered over the image; the large objects catch several of them by chance. The eyes (about
+# 40 x 20 pixels) are far smaller than any anchor, so no proposal reaches IoU 0.5 with them:
+# without step 1 they would never be a positive example. With a trained RPN the proposals
+# gather on the objects and the positives become plentiful.
+#
+# Now the sampling. `sample_labels` from lesson 03 does it: labels 1 / 0 in, at most 32
+# positives and 128 in all kept:
+
+# %%
+labels = positive.long()
+sampled = sample_labels(
+    labels, batch_size=128, positive_fraction=0.25, generator=torch.Generator().manual_seed(0)
+)
+print("sampled positives:", int((sampled == 1).sum()), "| negatives:", int((sampled == 0).sum()))
+
+# %% [markdown]
+# There are 35 positives, more than 32, so exactly 32 are kept, and 128 - 32 = 96 negatives. (The
+# walkthrough this course grew from had only 18 positives among its 2000 proposals, so it kept
+# all 18 and 110 negatives: with fewer positives than the quota, the sample is topped up with
+# negatives.)
+#
+# The positives also get **regression targets**: how to move each RoI onto its ground truth,
+# with `encode_boxes` and the RoI head's weights (10, 10, 5, 5). A RoI is already close to its
+# object, so its deltas are small; the weights scale them up to roughly unit size, so that the
+# box loss is neither negligible nor dominant. `proposal_targets` does all of this for an image:
+
+# %%
+rois, roi_labels, roi_deltas = proposal_targets(
+    proposals, gt, gt_labels, generator=torch.Generator().manual_seed(0)
+)
+print(
+    "rois:",
+    tuple(rois.shape),
+    "| labels:",
+    tuple(roi_labels.shape),
+    "| deltas:",
+    tuple(roi_deltas.shape),
+)
+print("classes of the positives:", sorted(set(roi_labels[roi_labels > 0].tolist())))
+n_pos = int((roi_labels > 0).sum())
+print(f"{n_pos} positives first, then {len(rois) - n_pos} negatives (labels 0, deltas 0)")
+print("deltas of the first 3 positives:", roi_deltas[:3].round(decimals=3).tolist())
+same = torch.allclose(
+    roi_deltas[:3],
+    torchvision.models.detection._utils.BoxCoder(ROI_BOX_WEIGHTS).encode_single(
+        gt[box_iou(rois[:3], gt).argmax(dim=1)], rois[:3]
+    ),
+    atol=1e-5,
+)
+print("same as torchvision's BoxCoder(10, 10, 5, 5):", same)
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 6.5))
+show_image(
+    photo800, ax=ax, title=f"sampled RoIs: {n_pos} positive (green), 20 of the negatives (red)"
+)
+draw_boxes(ax, rois[n_pos : n_pos + 20], colour="tab:red", linewidth=1)
+draw_boxes(ax, rois[:n_pos], colour="tab:green", linewidth=1)
+draw_boxes(ax, gt, gt_labels, class_names=names, colour="tab:blue", linewidth=2.5)
+ax.set_xlim(0, size)
+ax.set_ylim(size, 0)
+plt.show()
+
+# %% [markdown]
+# ## 3. RoI max pooling, step by step
+#
+# A RoI of any size must become a grid of, say, 7 x 7 values per channel. Fast R-CNN's **RoI
+# max pooling**:
+#
+# 1. scale the box to the feature map (`x * spatial_scale`, 1/16 for VGG16) and **round** each
+#    coordinate to a cell;
+# 2. the RoI covers cells `x1 .. x2` inclusive: `x2 - x1 + 1` cells (at least 1);
+# 3. split that span into `w` bins: bin `j` covers cells `floor(j * span / w)` to
+#    `ceil((j + 1) * span / w) - 1` (neighbouring bins may share a cell), likewise in y;
+# 4. each output value is the **maximum** over its bin.
+#
+# On a small example where every value says where it is: a 6 x 8 map whose cell (row y,
+# column x) holds `10 y + x`, a stride of 16 pixels, and one RoI pooled to 2 x 2.
+
+# %%
+grid = (10 * torch.arange(6.0).view(6, 1) + torch.arange(8.0).view(1, 8))[None, None]
+print(grid[0, 0].long())
+roi = torch.tensor([[0.0, 20, 12, 100, 70]])  # image 0; x1, y1, x2, y2 in pixels
+scaled = roi[0, 1:] / 16
+print("scaled to cells:", scaled.tolist())
+cells = torch.round(scaled)  # (none of these is a half: torch.round is fine here)
+print("rounded:", cells.long().tolist())
+
+# %% [markdown]
+# The RoI from (20, 12) to (100, 70) pixels becomes (1.25, 0.75) to (6.25, 4.375) cells, rounded
+# to columns 1 to 6 and rows 1 to 4: **6 columns and 4 rows**. Rounding has moved its left edge
+# by 0.25 cells (4 pixels) and its top edge by 0.25 cells the other way. Now the 2 x 2 bins:
+# columns 1 to 6 split into 1-3 and 4-6, rows 1-4 into 1-2 and 3-4.
+
+# %%
+x1, y1, x2, y2 = cells.long().tolist()
+span_w, span_h = x2 - x1 + 1, y2 - y1 + 1
+pooled_by_hand = torch.zeros(2, 2)
+for i in range(2):
+    top = y1 + int(torch.floor(torch.tensor(i * span_h / 2)))
+    bottom = y1 + int(torch.ceil(torch.tensor((i + 1) * span_h / 2)))
+    for j in range(2):
+        left = x1 + int(torch.floor(torch.tensor(j * span_w / 2)))
+        right = x1 + int(torch.ceil(torch.tensor((j + 1) * span_w / 2)))
+        pooled_by_hand[i, j] = grid[0, 0, top:bottom, left:right].max()
+        print(f"bin ({i}, {j}): rows {top}-{bottom - 1}, columns {left}-{right - 1}")
+print(pooled_by_hand.long())
+print("torchvision roi_pool:", torchvision.ops.roi_pool(grid, roi, 2, 1 / 16)[0, 0].long().tolist())
+print("tutorial_det roi_pool:", roi_pool(grid, roi, 2, 1 / 16)[0, 0].long().tolist())
+
+# %% [markdown]
+# Each bin's maximum is its bottom-right cell (the values grow down and right): 23, 26, 43, 46.
+# torchvision and the package's `roi_pool` give the same grid. On the real example, 128 RoIs on
+# the `[1, 512, 50, 50]` VGG16 map become `[128, 512, 7, 7]`, and both agree exactly:
+
+# %%
+pooled = roi_pool(features, [rois], 7, 1 / 16)
+print("pooled:", tuple(pooled.shape))
+print(
+    "equal to torchvision:",
+    torch.equal(pooled, torchvision.ops.roi_pool(features, [rois], 7, 1 / 16)),
+)
+
+# %% [markdown]
+# ## 4. What rounding costs, and RoIAlign
+#
+# Rounding snaps every RoI to the 16-pixel grid: moving a box by a few pixels changes nothing
+# until a coordinate crosses half a cell, then the pooled values jump. **RoIAlign** (Mask R-CNN)
+# keeps the exact coordinates: each bin is an exact sub-box, and its value is the average of a few
+# points sampled in it, each read by **bilinear interpolation** of the four nearest cells. Slide
+# a 48-pixel RoI across the ramp map of section 3 (whose value grows by 1 per cell to the right)
+# and watch one output value:
+
+# %%
+shifts = torch.arange(0.0, 33.0, 1.0)
+slid = torch.stack([torch.tensor([0.0, 16 + s, 16, 64 + s, 64]) for s in shifts])
+by_pool = torchvision.ops.roi_pool(grid, slid, 1, 1 / 16)[:, 0, 0, 0]
+by_align = torchvision.ops.roi_align(grid, slid, 1, 1 / 16, sampling_ratio=2, aligned=True)[
+    :, 0, 0, 0
+]
+fig, ax = plt.subplots(figsize=(8, 3.5))
+ax.step(shifts, by_pool - by_pool[0], where="post", label="roi_pool (max over rounded cells)")
+ax.plot(shifts, by_align - by_align[0], marker=".", label="roi_align (average, exact box)")
+ax.set_xlabel("RoI moved right by (pixels)")
+ax.set_ylabel("change of the pooled value")
+ax.legend()
+plt.show()
+print("roi_pool values:", sorted(set(by_pool.tolist())))
+
+# %% [markdown]
+# The max-pooled value is that of the RoI's bottom-right cell: 44 (row 4, column 4) at first,
+# 45 from a shift of 8 pixels, 46 from 24: whole steps of one cell, where the rounded right edge
+# (64 + shift) / 16 crosses a half (4.5, then 5.5). In between, it ignores the box's position
+# entirely. RoIAlign's average follows the box continuously: 1 / 16 per pixel. For large
+# objects on a fine map the difference is small; for small objects on a coarse map (a 20-pixel
+# object is about one cell at stride 16) it decides whether the head can place the box precisely.
+# The package uses torchvision's `roi_align` (with `aligned=True`, which puts cell centres at
+# half-pixel positions) or `roi_pool`, chosen by `RoIHead(pooling=...)`.
+#
+# ## 5. Spot the bug: truncated coordinates, empty crops
+#
+# Here is RoI pooling as the walkthrough this course grew from writes it, in torch. It converts
+# the scaled coordinates to integers with `.long()` (which truncates: 0.75 becomes 0), crops the
+# feature map from `y1` to `y2 + 1` and `x1` to `x2 + 1`, and lets an adaptive max pool split the
+# crop into 7 x 7. **Predict what happens with the two RoIs below before running the cell.**
+
+
+# %%
+def roi_pool_seed_style(features, rois, output_size, spatial_scale):
+    """RoI pooling as in the walkthrough: look at the coordinates and the crop."""
+    pool = nn.AdaptiveMaxPool2d(output_size)
+    scaled = rois.clone()
+    scaled[:, 1:] = scaled[:, 1:] * spatial_scale
+    scaled = scaled.long()
+    outputs = []
+    for index, x1, y1, x2, y2 in scaled.tolist():
+        crop = features[index : index + 1, :, y1 : y2 + 1, x1 : x2 + 1]
+        outputs.append(pool(crop))
+    return torch.cat(outputs)
+
+
+near = torch.tensor([[0.0, 14, 14, 46, 46]])  # 32 x 32 pixels: cells 0.875 to 2.875
+print("near the origin, seed style:", roi_pool_seed_style(grid, near, 1, 1 / 16).flatten().tolist())
+print("near the origin, roi_pool:  ", roi_pool(grid, near, 1, 1 / 16).flatten().tolist())
+edge = torch.tensor([[0.0, 100, 100, 128, 128]])  # the bottom-right corner of a 96 x 128 image
+try:
+    roi_pool_seed_style(grid, edge, 1, 1 / 16)
+except RuntimeError as error:
+    print("at the border, seed style: RuntimeError:", str(error).splitlines()[0][:90])
+print("at the border, roi_pool:  ", roi_pool(grid, edge, 1, 1 / 16).flatten().tolist())
+
+# %% [markdown]
+# **Truncation moves boxes up and left.** The 32-pixel RoI covers cells 0.875 to 2.875; rounded,
+# that is cells 1 to 3, and its maximum is cell (3, 3) = 33. Truncated, it becomes cells 0 to
+# 2: the max is cell (2, 2) = 22, from a region the RoI barely touches. Every RoI is shifted
+# by up to a whole cell (16 pixels) towards the top-left corner.
+#
+# **Crops can be empty.** The RoI in the image's bottom-right corner starts at cell 100 / 16 =
+# 6.25, row 6: but the map has rows 0 to 5 only (an image of 96 pixels: 96 / 16 = 6 rows). The
+# slice `[6 : 9]` of 6 rows is empty, and the adaptive pool raises. RoIs at the bottom or right
+# border are common (proposals are clipped to the image, and the image size is rarely a multiple
+# of 16). `roi_pool` clamps every bin to the map; a bin entirely outside is 0.
+#
+# The walkthrough then reshaped a variable `output` that no cell ever defined (the pooled
+# features had been stored under another name), so its head never received them. The fix is
+# the real `roi_pool` (rounding, clamping, no crop). `check_roi_pool` catches the truncation and
+# the empty crop:
+
+# %%
+check_roi_pool(roi_pool_seed_style)
+
+# %% [markdown]
+# ## 6. The RoI head
+#
+# The pooled grid of each RoI is flattened (512 x 7 x 7 = 25088 numbers for VGG16) and goes
+# through **two fully connected layers with a ReLU after each**, then two outputs side by side:
+# `num_classes` logits (background included) and `num_classes x 4` deltas, one box refinement
+# per class. The paper's VGG16 head has 4096-wide layers: 25088 x 4096 + 4096 x 4096 weights,
+# 119.5 million parameters, more than the whole backbone. `RoIHead` builds the same structure at
+# any width; here 256, for the 21 classes of Pascal VOC (20 + background):
+
+# %%
+torch.manual_seed(0)
+head = RoIHead(512, 21, pooling="pool", output_size=7, representation_size=256)
+print(head)
+with torch.no_grad():
+    class_logits, box_deltas = head(features, [rois])
+print("class logits:", tuple(class_logits.shape), "| box deltas:", tuple(box_deltas.shape))
+print(f"paper-size head: {25088 * 4096 + 4096 + 4096 * 4096 + 4096:,} parameters in fc6 and fc7")
+
+# %% [markdown]
+# 128 RoIs in, 21 logits and 21 x 4 deltas per RoI out. Only the deltas of the RoI's own class
+# will be trained (lesson 06); at test time the deltas of each class refine the box for that
+# class.
+#
+# ### Spot the bug: two Linear layers, no ReLU
+#
+# The walkthrough's head is `nn.Sequential(nn.Linear(25088, 4096), nn.Linear(4096, 4096))`: two
+# layers, nothing between them. **Is that a two-layer network?**
+
+# %%
+torch.manual_seed(0)
+stacked = nn.Sequential(nn.Linear(64, 32), nn.Linear(32, 16))
+first, second = stacked
+merged = nn.Linear(64, 16)
+with torch.no_grad():
+    merged.weight.copy_(second.weight @ first.weight)  # W2 W1
+    merged.bias.copy_(second.weight @ first.bias + second.bias)  # W2 b1 + b2
+x = torch.randn(1000, 64)
+with torch.no_grad():
+    print("largest difference, stacked vs one layer:", (stacked(x) - merged(x)).abs().max().item())
+    with_relu = nn.Sequential(first, nn.ReLU(), second)
+    print(
+        "largest difference, with a ReLU between: ", (with_relu(x) - merged(x)).abs().max().item()
+    )
+
+# %% [markdown]
+# Without a non-linearity, `W2 (W1 x + b1) + b2 = (W2 W1) x + (W2 b1 + b2)`: the two layers are
+# exactly one linear layer (the difference is float rounding, about 1e-7). All the extra
+# weights buy nothing: the head can only draw linear boundaries between classes in the pooled
+# features, and its 4096-wide middle adds 17 million parameters that cannot learn anything one
+# layer could not. With a ReLU between them, the outputs differ from the merged layer by
+# whole units: the network is now a real two-layer network. `RoIHead` puts a ReLU after each
+# fully connected layer.
+#
+# ## 7. Exercises
+#
+# **a) RoI max pooling.** Write `my_roi_pool(features, rois, output_size, spatial_scale)` with
+# torchvision's contract (`rois` is `[K, 5]`: batch index, x1, y1, x2, y2 in pixels; round
+# halves away from zero; spans of `x2 - x1 + 1` cells; empty bins 0). Loops are fine.
+
+
+# %%
+def my_roi_pool(features, rois, output_size, spatial_scale):
+    """[B, C, H, W] features, [K, 5] rois -> [K, C, h, w] max-pooled grids."""
+    raise NotImplementedError  # your code here
+
+
+check_roi_pool(my_roi_pool)
+
+# %% [markdown]
+# **b) Proposal targets.** Write `my_proposal_targets(proposals, gt_boxes, gt_labels)` that
+# keeps *every* candidate (no sampling): the ground truths added, class of the matched ground
+# truth at IoU >= 0.5 else 0, deltas with weights (10, 10, 5, 5) for positives, zeros for
+# negatives. The check compares the rows in any order.
+
+
+# %%
+def my_proposal_targets(proposals, gt_boxes, gt_labels):
+    """(rois [S, 4], labels [S], target_deltas [S, 4]) for every proposal and ground truth."""
+    raise NotImplementedError  # your code here
+
+
+check_proposal_targets(my_proposal_targets)
+
+# %% [markdown]
+# ## Summary
+#
+# - The RoI head learns from 128 RoIs per image: the proposals plus the ground truths, positive
+#   at IoU >= 0.5 (at most 32), negative below; positives get the class of their ground truth
+#   and deltas encoded with weights (10, 10, 5, 5). Small objects may have no positive proposal:
+#   their ground truth still is one.
+# - RoI max pooling rounds the scaled box to cells, splits its `x2 - x1 + 1` cells into bins and
+#   takes each bin's maximum: a fixed `[C, 7, 7]` grid for any box. The package's `roi_pool`
+#   equals torchvision's.
+# - Rounding makes the pooled features jump in 16-pixel steps; RoIAlign samples the exact box by
+#   bilinear interpolation and moves smoothly.
+# - Truncating with `.long()` shifts every RoI up and left by up to a cell, and cropping past the
+#   map's edge gives an empty crop: round, and clamp bins to the map.
+# - Two Linear layers with no non-linearity are one Linear layer: the RoI head needs a ReLU after
+#   each fully connected layer.
+#
+# **More exercises**
+# 1. With `sampling_ratio=1, 2, 4` in `roi_align`, how does the curve of section 4 change? And
+#    with `aligned=False`?
+# 2. Count, for the 2000 proposals of section 1, how many have IoU >= 0.5 with each ground truth
+#    when the ground truths are *not* added. Which objects would the head never see as positives?
+# 3. Give the RoI head 1024-wide layers and count its parameters for a 128-channel, 7 x 7 input.
+#    Which layer dominates, and what would a 5 x 5 pooling change?
+#
+# Next: **06 · Losses and training**, where the RPN and this head are trained together.
