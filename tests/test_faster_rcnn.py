@@ -9,8 +9,9 @@ import torch
 import torchvision
 from torchvision.models.detection.roi_heads import RoIHeads
 
+from tutorial_det.backbones import TinyBackbone
 from tutorial_det.data import ShapesDataset, detection_collate
-from tutorial_det.faster_rcnn import FasterRCNN, build_faster_rcnn, detect
+from tutorial_det.faster_rcnn import FasterRCNN, TopDownBackbone, build_faster_rcnn, detect
 from tutorial_det.models import MODELS, build_model
 from tutorial_det.roi import ROI_BOX_WEIGHTS
 
@@ -37,7 +38,7 @@ def test_training_returns_the_four_losses_and_trains_every_part(pooling):
     assert set(losses) == LOSSES
     assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
-    for name in ("backbone.0.0.weight", "rpn.head.conv.weight", "roi_head.fc6.weight"):
+    for name in ("backbone.backbone.0.0.weight", "rpn.head.conv.weight", "roi_head.fc6.weight"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
 
@@ -74,7 +75,7 @@ def test_eval_returns_detections_inside_each_image():
         assert bool((boxes >= 0).all())
 
 
-def test_batch_images_normalises_and_pads_to_the_stride():
+def test_batch_images_normalises_and_pads_to_a_multiple_of_16():
     model = small_model()
     batch, sizes = model.batch_images([torch.ones(3, 40, 50), torch.zeros(3, 20, 70)])
     assert batch.shape == (2, 3, 48, 80) and sizes == [(40, 50), (20, 70)]
@@ -83,6 +84,10 @@ def test_batch_images_normalises_and_pads_to_the_stride():
     assert batch[0, :, 40:].abs().sum() == 0 and batch[1, :, :, 70:].abs().sum() == 0
     same, _ = model.batch_images(torch.ones(2, 3, 32, 32))
     assert same.shape == (2, 3, 32, 32)
+    # a backbone without size_divisible: padded to its stride
+    backbone = TinyBackbone((8, 8, 8), (1, 1, 1))
+    plain = FasterRCNN(3, backbone=backbone, anchor_sizes=(16,), representation_size=8)
+    assert plain.batch_images([torch.ones(3, 41, 9)])[0].shape == (1, 3, 48, 16)
 
 
 def test_detect_matches_torchvision_postprocessing():
@@ -137,3 +142,29 @@ def test_errors_name_what_is_wrong():
         FasterRCNN(1)
     with pytest.raises(ValueError, match="backbone must have an int attribute 'stride'"):
         FasterRCNN(3, backbone=torch.nn.Conv2d(3, 8, 3))
+
+
+def test_top_down_backbone_sees_both_stages():
+    torch.manual_seed(0)
+    neck = TopDownBackbone()
+    assert neck.stride == 8 and neck.out_channels == 128
+    x = torch.rand(2, 3, 64, 96, requires_grad=True)
+    out = neck(x)
+    assert out.shape == (2, 128, 8, 12)
+    out.sum().backward()
+    stages = neck.backbone
+    assert stages[2][0].weight.grad.abs().sum() > 0  # the stride-8 stage, through the lateral
+    assert stages[3][0].weight.grad.abs().sum() > 0  # the stride-16 stage, through top_down
+    # a size that is a multiple of 8 but not of 16: the upsampled map is resized to fit
+    assert neck(torch.rand(1, 3, 40, 56)).shape == (1, 128, 5, 7)
+    assert neck.size_divisible == 16
+    with pytest.raises(ValueError, match="four stages"):
+        TopDownBackbone(TinyBackbone((8, 16, 32), (1, 1, 2)))
+
+
+def test_default_model_uses_the_stride_8_map_and_16_32_64_anchors():
+    model = FasterRCNN(4)
+    assert isinstance(model.backbone, TopDownBackbone) and model.rpn.stride == 8
+    sides = (model.rpn.base_anchors[:, 2] - model.rpn.base_anchors[:, 0]).reshape(3, 3)
+    torch.testing.assert_close(sides[1], torch.tensor([16.0, 32.0, 64.0]))  # ratio 1
+    assert len(model.rpn.anchors((16, 16))) == 16 * 16 * 9

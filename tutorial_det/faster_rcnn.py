@@ -10,11 +10,13 @@
 
 Images are ``[3, H, W]`` floats in [0, 1], a list (sizes may differ) or a ``[N, 3, H, W]``
 batch. The model normalises them itself (``image_mean``, ``image_std``) and pads the batch with
-zeros at the bottom and right to a common size divisible by the backbone's stride; each image
+zeros at the bottom and right to a common size divisible by the backbone's stride (16 for the
+default backbone); each image
 keeps its own size for clipping proposals and detections. It does not resize images: the
-defaults are sized for the 128 x 128 synthetic shapes (objects of about 12 to 64 px):
-:class:`~tutorial_det.backbones.TinyBackbone` (stride 16, 128 channels), anchors of 16, 32 and
-64 px at ratios 0.5, 1 and 2, a 256-wide RoI head on 7 x 7 RoIAlign grids.
+defaults are sized for the 128 x 128 synthetic shapes (objects of about 12 to 64 px): a
+:class:`~tutorial_det.backbones.TinyBackbone` whose stride-8 stage is enriched top-down with its
+stride-16 stage (:class:`TopDownBackbone`, 16 x 16 cells on 128 px), anchors of 16, 32 and 64 px
+at ratios 0.5, 1 and 2, a 256-wide RoI head on 7 x 7 RoIAlign grids.
 
 :func:`build_faster_rcnn` is what :mod:`tutorial_det.models` registers as ``"faster_rcnn"``.
 Boxes are ``[N, 4]`` xyxy pixels throughout.
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tutorial_det.backbones import TinyBackbone
+from tutorial_det.backbones import TinyBackbone, kaiming_init
 from tutorial_det.boxes import check_boxes, clip_boxes, decode_boxes, remove_small_boxes
 from tutorial_det.nms import batched_nms
 from tutorial_det.roi import (
@@ -47,6 +49,50 @@ IMAGE_STD = (0.229, 0.224, 0.225)
 #: smallest objects are about 12 px, and 16 would remove their proposals.
 SMALL_TRAIN_PROPOSALS = ProposalSettings(12000, 2000, 0.7, 4.0)
 SMALL_TEST_PROPOSALS = ProposalSettings(6000, 300, 0.7, 4.0)
+
+
+class TopDownBackbone(nn.Module):
+    """A stride-8 feature map that also sees what the stride-16 stage saw.
+
+    On 128 x 128 images a stride-16 map has 8 x 8 cells, each wider than the smallest objects
+    (about 12 px): their anchors are 16 px apart and RoI pooling reads them from a fraction of
+    one cell. The stride-8 stage has 16 x 16 cells but a receptive field too small for the
+    largest objects (about 64 px, 90 px once rotated). This module combines the two as one level
+    of a feature pyramid network (Lin et al., 2017)::
+
+        out = ReLU(conv3x3(conv1x1(stage 3) + upsample2x(conv1x1(stage 4))))
+
+    (stages 3 and 4 of ``backbone.forward_stages``, at strides 8 and 16, upsampled by nearest
+    neighbour.) ``forward(x)``: ``[N, 3, H, W] -> [N, channels, H / 8, W / 8]``.
+
+    Attributes:
+        backbone: the :class:`~tutorial_det.backbones.TinyBackbone` (four stages).
+        out_channels: ``channels``; stride: 8.
+        size_divisible: 16: input sizes that keep the two stages aligned cell for cell
+            (:meth:`FasterRCNN.batch_images` pads to it).
+    """
+
+    def __init__(self, backbone: TinyBackbone | None = None, channels: int = 128) -> None:
+        super().__init__()
+        self.backbone = TinyBackbone() if backbone is None else backbone
+        stages = getattr(self.backbone, "stage_channels", ())
+        if len(stages) != 4:
+            raise ValueError(
+                "backbone must be a TinyBackbone with four stages (strides 2, 4, 8, 16), got "
+                f"stage_channels {tuple(stages)}"
+            )
+        self.lateral = nn.Conv2d(stages[2], channels, 1)
+        self.top_down = nn.Conv2d(stages[3], channels, 1)
+        self.smooth = nn.Conv2d(channels, channels, 3, padding=1)
+        kaiming_init(nn.ModuleList([self.lateral, self.top_down, self.smooth]))
+        self.out_channels = channels
+        self.stride = self.backbone.stride // 2
+        self.size_divisible = self.backbone.stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        stage3, stage4 = self.backbone.forward_stages(x)[2:]
+        top = F.interpolate(self.top_down(stage4), size=stage3.shape[-2:], mode="nearest")
+        return F.relu(self.smooth(self.lateral(stage3) + top))
 
 
 def detect(
@@ -95,7 +141,8 @@ class FasterRCNN(nn.Module):
     Args:
         num_classes: classes including the background (the shapes data: 4).
         backbone: an ``nn.Module`` mapping ``[N, 3, H, W]`` to ``[N, C, H / s, W / s]`` with
-            attributes ``out_channels`` (C) and ``stride`` (s); default ``TinyBackbone()``.
+            attributes ``out_channels`` (C) and ``stride`` (s); default
+            :class:`TopDownBackbone` on a ``TinyBackbone()`` (stride 8, 128 channels).
         anchor_sizes: anchor sides in pixels at ratio 1 (multiples of nothing in particular:
             they become :func:`~tutorial_det.anchors.anchor_base` scales ``size / stride``).
         anchor_ratios: heights / widths of the anchors.
@@ -145,7 +192,7 @@ class FasterRCNN(nn.Module):
                 f"num_classes counts the background, so it must be an int >= 2, got {num_classes!r}"
             )
         self.num_classes = num_classes
-        self.backbone = TinyBackbone() if backbone is None else backbone
+        self.backbone = TopDownBackbone() if backbone is None else backbone
         for attribute in ("out_channels", "stride"):
             if not isinstance(getattr(self.backbone, attribute, None), int):
                 raise ValueError(
@@ -193,7 +240,8 @@ class FasterRCNN(nn.Module):
     # -------------------------------------------------------------- input
     def batch_images(self, images: Sequence[Tensor] | Tensor) -> tuple[Tensor, list[tuple]]:
         """Normalise and pad: ``([N, 3, H', W'], [(h_i, w_i), ...])`` with ``H'``, ``W'`` the
-        largest height and width rounded up to a multiple of the stride."""
+        largest height and width rounded up to a multiple of the backbone's ``size_divisible``
+        attribute, or of its stride when it has none."""
         if isinstance(images, Tensor):
             if images.ndim != 4:
                 raise ValueError(f"images must be [N, 3, H, W] or a list, got {list(images.shape)}")
@@ -205,9 +253,9 @@ class FasterRCNN(nn.Module):
                 shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
                 raise ValueError(f"images[{i}] must be a [3, H, W] tensor, got {shape}")
         sizes = [(int(image.shape[1]), int(image.shape[2])) for image in images]
-        stride = self.backbone.stride
-        height = -(-max(h for h, _ in sizes) // stride) * stride
-        width = -(-max(w for _, w in sizes) // stride) * stride
+        multiple = getattr(self.backbone, "size_divisible", self.backbone.stride)
+        height = -(-max(h for h, _ in sizes) // multiple) * multiple
+        width = -(-max(w for _, w in sizes) // multiple) * multiple
         batch = self.image_mean.new_zeros(len(images), 3, height, width)
         for i, image in enumerate(images):
             image = image.to(batch.device, torch.float32).as_subclass(Tensor)
