@@ -1,18 +1,18 @@
-"""Train the small SSD and torchvision's SSDlite (and optionally a Faster R-CNN) for the same
+"""Train the small SSD and torchvision's SSDlite (or any registered detector) for the same
 wall-clock budget on the same synthetic shapes; compare mAP on held-out images and time per step.
 
     .venv/bin/python -m benchmarks.train_ssd                  # 180 s per model: ssd, ssdlite
     .venv/bin/python -m benchmarks.train_ssd --seconds 60 --models ssd
-    .venv/bin/python -m benchmarks.train_ssd --models ssd faster_rcnn
+    .venv/bin/python -m benchmarks.train_ssd --models ssd torchvision_frcnn --threads 1
 
 The models:
 
-- ``ssd``: :func:`tutorial_det.ssd.build_ssd` (TinyBackbone, heads at strides 8 to 64, 1360
-  priors on 128 px images);
+- ``ssd``: the registry's small SSD (:func:`tutorial_det.ssd.build_ssd`: half-width
+  TinyBackbone, heads at strides 8 to 64, 1360 priors on 128 px images);
 - ``ssdlite``: torchvision's ``ssdlite320_mobilenet_v3_large(weights=None,
   weights_backbone=None)``, which resizes every image to 320 x 320 as it is built to;
-- ``faster_rcnn``: the model registry's ``"faster_rcnn"`` when it is registered, else
-  ``"torchvision_frcnn"`` (torchvision's MobileNetV3-FPN Faster R-CNN at 320 px).
+- any other name of :data:`tutorial_det.models.MODELS` with its default options, e.g.
+  ``torchvision_frcnn`` (torchvision's MobileNetV3-FPN Faster R-CNN at 320 px).
 
 Every model sees the same stream of 128 x 128 images (``ShapesDataset(seed=0)``: a new image
 every time, so nothing repeats and no augmentation is needed), batches of ``--batch-size``,
@@ -37,23 +37,18 @@ from torch import nn
 
 from benchmarks.budget import train_on_budget
 from tutorial_det.data import ShapesDataset
-from tutorial_det.models import MODELS, build_model
+from tutorial_det.models import build_model
 
 NUM_CLASSES = 4  # background + circle, square, triangle
 
 
 def build(name: str) -> nn.Module:
     torch.manual_seed(0)
-    if name == "ssd":
-        return build_model("ssd", NUM_CLASSES)
     if name == "ssdlite":
         return torchvision.models.detection.ssdlite320_mobilenet_v3_large(
             weights=None, weights_backbone=None, num_classes=NUM_CLASSES
         )
-    if name == "faster_rcnn":
-        registered = "faster_rcnn" if "faster_rcnn" in MODELS else "torchvision_frcnn"
-        return build_model(registered, NUM_CLASSES)
-    raise ValueError(f"unknown model {name!r}; choose ssd, ssdlite or faster_rcnn")
+    return build_model(name, NUM_CLASSES)
 
 
 def main(argv: list[str]) -> int:
