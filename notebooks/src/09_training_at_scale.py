@@ -819,6 +819,12 @@ print(
 # registry name, its class names and options next to the weights, so that `evaluate` and `detect`
 # rebuild it without being told what it is. Lesson 10 evaluates such models.
 #
+# The checkpoints and model files this lesson wrote (about 60 MB) are not needed any more:
+
+# %%
+shutil.rmtree(work)
+
+# %% [markdown]
 # ## 7. Exercises
 #
 # **a) One epoch, right.** Write `train_epoch(model, batches, optimizer, scheduler=None)`: for
