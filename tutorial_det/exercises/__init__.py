@@ -16,6 +16,7 @@ from tutorial_det.exercises.metrics import check_average_precision
 from tutorial_det.exercises.nms import check_nms
 from tutorial_det.exercises.roi import check_roi_pool
 from tutorial_det.exercises.ssd import check_hard_negative_mining, check_match_priors
+from tutorial_det.exercises.training import check_train_epoch
 from tutorial_det.exercises.wpod import check_warp_unit_square, check_wpod_loss
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "check_roi_pool",
     "check_rpn_loss",
     "check_to_anchor_order",
+    "check_train_epoch",
     "check_warp_unit_square",
     "check_wpod_loss",
     "compare_tensors",
