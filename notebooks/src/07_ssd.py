@@ -54,7 +54,7 @@ from tutorial_det.models import build_model
 from tutorial_det.runtime import median_time_ms, pick_device, seed_everything
 from tutorial_det.training import evaluate, evaluate_map, fit
 from tutorial_det.viz import draw_boxes, plot_history, show_image
-from tutorial_det.widgets.priors import PriorsExplorer
+from tutorial_det.widgets import PriorsExplorer
 
 seed_everything(0)
 device = pick_device()
@@ -238,15 +238,18 @@ explorer
 # %% [markdown]
 # On the stride-32 map the cell (1, 1) is centred on (48, 48), inside the large circle, and all
 # four of its priors match it: the 56-pixel square reaches IoU 0.79 with the 61-pixel box. The
-# explorer can be driven from code too. The smallest object, a 12 x 11 triangle at the bottom
-# left, needs the finest map:
+# explorer can be driven from code too (here a second one, so that the one above keeps what the
+# text says). The smallest object, a 12 x 11 triangle at the bottom left, needs the finest map:
 
 # %%
-with explorer.hold():  # change several controls, redraw once
-    explorer.level.value = 0
-    explorer.row.value = 9
-    explorer.column.value = 1
-print(explorer.summary.value)
+finest = PriorsExplorer(
+    image, target["boxes"], target["labels"], SHAPE_CLASSES, level=2, row=1, column=1
+)
+with finest.hold():  # change several controls, redraw once
+    finest.level.value = 0
+    finest.row.value = 9
+    finest.column.value = 1
+print(finest.summary.value)
 
 # %% [markdown]
 # The cell (9, 1) of the stride-8 map is centred on (12, 76); its 16-pixel square covers the

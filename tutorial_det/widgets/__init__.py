@@ -4,6 +4,10 @@
 - :class:`IoUExplorer`: two boxes on sliders; their IoU with intersection and union shaded.
 - :class:`LabellingExplorer`: thresholds and sampling; anchors coloured positive / negative /
   ignored, with counts before and after sampling.
+- :class:`ProposalsExplorer`: top-N before NMS, NMS threshold and top-N after NMS over an RPN's
+  proposals, with the count left at every stage.
+- :class:`PriorsExplorer`: SSD priors of one cell (feature map, scale, aspect ratios) and the
+  ground truths they match.
 
 Display one by leaving it as the last expression of a cell. Each keeps its numbers in
 ``explorer.view`` and its sentence in ``explorer.summary.value``, so code can drive it by setting
@@ -14,6 +18,8 @@ from tutorial_det.widgets.anchors import AnchorExplorer, AnchorView
 from tutorial_det.widgets.base import Explorer
 from tutorial_det.widgets.iou import IoUExplorer, IoUView
 from tutorial_det.widgets.labelling import LabellingExplorer, LabellingView
+from tutorial_det.widgets.priors import PriorsExplorer, PriorsView
+from tutorial_det.widgets.proposals import ProposalsExplorer, ProposalsView
 
 __all__ = [
     "AnchorExplorer",
@@ -23,4 +29,8 @@ __all__ = [
     "IoUView",
     "LabellingExplorer",
     "LabellingView",
+    "PriorsExplorer",
+    "PriorsView",
+    "ProposalsExplorer",
+    "ProposalsView",
 ]
