@@ -275,8 +275,8 @@ except TypeError as error:
     print("TypeError:", error)
 
 # %% [markdown]
-# The template has more to fix than its five bugs: it hard-codes the GPU (`.cuda()` in the
-# original), loads checkpoints with `torch.load` without `weights_only=True` (which runs any
+# The template has more to fix than its five bugs: it hard-codes the GPU (every batch is sent to
+# a CUDA device by name), loads checkpoints with `torch.load` without `weights_only=True` (which runs any
 # code pickled into the file), restores the optimizer only to test, and keeps the checkpoint with
 # the lowest *training* loss, which says nothing about held-out data.
 #
