@@ -116,8 +116,11 @@ def test_nothing_left_is_reported_not_raised():
 def test_from_model_uses_the_model_rpn():
     torch.manual_seed(0)
     model = FasterRCNN(4).eval()
-    explorer = ProposalsExplorer.from_model(model, IMAGE, pre_nms_top_n=6000, post_nms_top_n=300)
+    explorer = ProposalsExplorer.from_model(model, IMAGE)  # the model's test-time settings
     with torch.no_grad():
         features = model.backbone(model.batch_images([IMAGE])[0])
         proposals, _ = model.rpn(features, [(128, 160)])
     torch.testing.assert_close(explorer.view.boxes, proposals[0])
+    assert explorer.post_nms_top_n.value == 150 and explorer.view.kept == 150
+    wider = ProposalsExplorer.from_model(model, IMAGE, post_nms_top_n=300)
+    assert wider.view.kept == 300

@@ -116,9 +116,13 @@ class ProposalsExplorer(Explorer):
     @classmethod
     def from_model(cls, model, image: torch.Tensor, gt_boxes=None, **options) -> ProposalsExplorer:
         """The explorer for ``model``'s RPN on ``image`` ``[3, H, W]``: ``model`` is a
-        :class:`tutorial_det.faster_rcnn.FasterRCNN` (its backbone and ``rpn``). ``min_size``
-        defaults to the model's test-time setting."""
-        options.setdefault("min_size", model.rpn.test_proposals.min_size)
+        :class:`tutorial_det.faster_rcnn.FasterRCNN` (its backbone and ``rpn``). The controls
+        start at the model's test-time proposal settings unless ``options`` say otherwise."""
+        settings = model.rpn.test_proposals
+        options.setdefault("min_size", settings.min_size)
+        options.setdefault("pre_nms_top_n", settings.pre_nms_top_n)
+        options.setdefault("nms_thresh", settings.nms_thresh)
+        options.setdefault("post_nms_top_n", settings.post_nms_top_n)
         with torch.no_grad():
             batch, _ = model.batch_images([image])
             anchors, logits, deltas = model.rpn.predict(model.backbone(batch))
