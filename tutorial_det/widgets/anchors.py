@@ -11,9 +11,16 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
 from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
-from tutorial_det.viz.anchors import draw_anchors, draw_cell, draw_cell_grid
-from tutorial_det.viz.core import class_colour, show_image, to_display_image
-from tutorial_det.widgets.base import Explorer, format_numbers, parse_numbers, set_slider
+from tutorial_det.viz.anchors import draw_anchors
+from tutorial_det.viz.core import class_colour, to_display_image
+from tutorial_det.widgets.base import (
+    Explorer,
+    draw_cell_backdrop,
+    format_numbers,
+    frame,
+    parse_numbers,
+    set_slider,
+)
 
 
 @dataclass(frozen=True)
@@ -144,19 +151,11 @@ class AnchorExplorer(Explorer):
         )
 
     def draw(self, ax: Axes, view: AnchorView) -> None:
-        height, width = self.image_size
-        show_image(self.image, ax=ax)
-        ax.set_facecolor("#e6e6e6")  # outside the image
-        draw_cell_grid(ax, self.image_size, view.stride)
-        draw_cell(ax, *view.cell, view.stride)
+        draw_cell_backdrop(ax, self.image, view.stride, view.cell)
         n_scales = len(view.scales)
         colours = [class_colour(i // n_scales) for i in range(view.anchors_per_cell)]
         draw_anchors(ax, view.cell_anchors, self.image_size, colours=colours)
-        x1, y1 = view.cell_anchors[:, :2].min(dim=0).values.tolist()
-        x2, y2 = view.cell_anchors[:, 2:].max(dim=0).values.tolist()
-        margin = 0.03 * max(width, height)
-        ax.set_xlim(min(x1, 0) - margin, max(x2, width) + margin)
-        ax.set_ylim(max(y2, height) + margin, min(y1, 0) - margin)
+        frame(ax, view.cell_anchors, self.image_size)
         handles = [
             Line2D([], [], color=class_colour(i), label=f"ratio {r:g}")
             for i, r in enumerate(view.ratios)

@@ -23,8 +23,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import ipywidgets as widgets
+import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from tutorial_det.boxes import check_boxes
+from tutorial_det.viz.anchors import draw_cell, draw_cell_grid
+from tutorial_det.viz.core import show_image
 
 #: Wide enough for every control's description, so none is cut short.
 CONTROL_STYLE = {"description_width": "150px"}
@@ -66,6 +72,50 @@ def set_slider(slider: widgets.IntSlider, value: int, maximum: int) -> None:
     else:
         slider.value = value
         slider.max = maximum
+
+
+def ground_truth(gt_boxes, gt_labels=None) -> tuple[torch.Tensor, list[int]]:
+    """Validated ground truth for an explorer: ``[G, 4]`` float xyxy boxes and ``G`` labels
+    (``1..G`` when ``gt_labels`` is None).
+
+    Raises:
+        ValueError: the boxes are malformed, or the label count differs from the box count.
+    """
+    boxes = check_boxes(
+        torch.as_tensor(gt_boxes, dtype=torch.float32).as_subclass(torch.Tensor), "gt_boxes"
+    )
+    labels = (
+        list(range(1, len(boxes) + 1))
+        if gt_labels is None
+        else [int(v) for v in torch.as_tensor(gt_labels).flatten()]
+    )
+    if len(labels) != len(boxes):
+        raise ValueError(f"gt_labels has {len(labels)} entries for {len(boxes)} boxes")
+    return boxes, labels
+
+
+def draw_cell_backdrop(
+    ax: Axes, image: np.ndarray, stride: int, cell: tuple[int, int]
+) -> tuple[int, int]:
+    """The image with its cell grid and one cell outlined, grey outside the image (where anchors
+    and priors that cross the border end); returns the image size ``(height, width)``."""
+    size = (int(image.shape[0]), int(image.shape[1]))
+    show_image(image, ax=ax)
+    ax.set_facecolor("#e6e6e6")
+    draw_cell_grid(ax, size, stride)
+    draw_cell(ax, *cell, stride)
+    return size
+
+
+def frame(ax: Axes, boxes: torch.Tensor, image_size: tuple[int, int]) -> None:
+    """Set the axes' limits to show the whole image and every one of ``boxes`` (``[N, 4]`` xyxy,
+    which may reach outside it), with a small margin; y grows downwards as in an image."""
+    height, width = image_size
+    x1, y1 = boxes[:, :2].min(dim=0).values.tolist()
+    x2, y2 = boxes[:, 2:].max(dim=0).values.tolist()
+    margin = 0.03 * max(width, height)
+    ax.set_xlim(min(x1, 0) - margin, max(x2, width) + margin)
+    ax.set_ylim(max(y2, height) + margin, min(y1, 0) - margin)
 
 
 class Explorer:

@@ -11,11 +11,10 @@ import torch
 from matplotlib.axes import Axes
 
 from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
-from tutorial_det.boxes import check_boxes
 from tutorial_det.labelling import label_anchors, sample_labels
 from tutorial_det.viz.anchors import draw_labelled_anchors
 from tutorial_det.viz.core import draw_boxes, show_image, to_display_image
-from tutorial_det.widgets.base import Explorer
+from tutorial_det.widgets.base import Explorer, ground_truth
 
 #: Ground-truth boxes are blue: apart from the label colours (green, red, grey).
 GT_COLOUR = "tab:blue"
@@ -82,19 +81,8 @@ class LabellingExplorer(Explorer):
     ) -> None:
         self.image = to_display_image(image)
         self.image_size = tuple(int(v) for v in self.image.shape[:2])
-        self.gt_boxes = check_boxes(
-            torch.as_tensor(gt_boxes, dtype=torch.float32).as_subclass(torch.Tensor), "gt_boxes"
-        )
-        self.gt_labels = (
-            list(range(1, len(self.gt_boxes) + 1))
-            if gt_labels is None
-            else [int(v) for v in torch.as_tensor(gt_labels).flatten()]
-        )
+        self.gt_boxes, self.gt_labels = ground_truth(gt_boxes, gt_labels)
         self.class_names = class_names
-        if len(self.gt_labels) != len(self.gt_boxes):
-            raise ValueError(
-                f"gt_labels has {len(self.gt_labels)} entries for {len(self.gt_boxes)} boxes"
-            )
         feature_size = (self.image_size[0] // stride, self.image_size[1] // stride)
         every = grid_anchors(anchor_base(stride, ratios, scales), feature_size, stride)
         self.total = len(every)

@@ -11,11 +11,18 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
 from tutorial_det.anchors import prior_boxes
-from tutorial_det.boxes import box_convert, box_iou, check_boxes
+from tutorial_det.boxes import box_convert, box_iou
 from tutorial_det.ssd import SMALL_SSD_ASPECT_RATIOS, SMALL_SSD_SCALES, SMALL_SSD_STRIDES
-from tutorial_det.viz.anchors import draw_cell, draw_cell_grid
-from tutorial_det.viz.core import draw_boxes, show_image, to_display_image
-from tutorial_det.widgets.base import Explorer, format_numbers, parse_numbers, set_slider
+from tutorial_det.viz.core import draw_boxes, to_display_image
+from tutorial_det.widgets.base import (
+    Explorer,
+    draw_cell_backdrop,
+    format_numbers,
+    frame,
+    ground_truth,
+    parse_numbers,
+    set_slider,
+)
 
 #: Priors that match a ground truth (IoU >= threshold) are green, the others orange.
 MATCHED_COLOUR = "#2ca02c"
@@ -98,18 +105,7 @@ class PriorsExplorer(Explorer):
     ) -> None:
         self.image = to_display_image(image)
         self.image_size = tuple(int(v) for v in self.image.shape[:2])
-        self.gt_boxes = check_boxes(
-            torch.as_tensor(gt_boxes, dtype=torch.float32).as_subclass(torch.Tensor), "gt_boxes"
-        )
-        self.gt_labels = (
-            list(range(1, len(self.gt_boxes) + 1))
-            if gt_labels is None
-            else [int(v) for v in torch.as_tensor(gt_labels).flatten()]
-        )
-        if len(self.gt_labels) != len(self.gt_boxes):
-            raise ValueError(
-                f"gt_labels has {len(self.gt_labels)} entries for {len(self.gt_boxes)} boxes"
-            )
+        self.gt_boxes, self.gt_labels = ground_truth(gt_boxes, gt_labels)
         self.class_names = class_names
         if not (len(strides) == len(aspect_ratios) == len(scales) - 1 >= 1):
             raise ValueError(
@@ -236,11 +232,7 @@ class PriorsExplorer(Explorer):
         )
 
     def draw(self, ax: Axes, view: PriorsView) -> None:
-        height, width = self.image_size
-        show_image(self.image, ax=ax)
-        ax.set_facecolor("#e6e6e6")  # outside the image
-        draw_cell_grid(ax, self.image_size, view.stride)
-        draw_cell(ax, *view.cell, view.stride)
+        draw_cell_backdrop(ax, self.image, view.stride, view.cell)
         matched = set(view.matched_gt)
         for g, box in enumerate(self.gt_boxes):
             draw_boxes(
@@ -261,11 +253,7 @@ class PriorsExplorer(Explorer):
                 linewidth=2 if m >= 0 else 1.2,
                 linestyle="-" if m >= 0 else "--",
             )
-        x1, y1 = view.cell_priors[:, :2].min(dim=0).values.tolist()
-        x2, y2 = view.cell_priors[:, 2:].max(dim=0).values.tolist()
-        margin = 0.03 * max(width, height)
-        ax.set_xlim(min(x1, 0) - margin, max(x2, width) + margin)
-        ax.set_ylim(max(y2, height) + margin, min(y1, 0) - margin)
+        frame(ax, view.cell_priors, self.image_size)
         handles = [
             Line2D([], [], color=MATCHED_COLOUR, label=f"prior, IoU >= {view.threshold:g}"),
             Line2D([], [], color=UNMATCHED_COLOUR, linestyle="--", label="prior, no match"),
