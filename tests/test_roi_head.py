@@ -152,10 +152,14 @@ def test_head_shapes_and_pooling_choices():
 
 def test_head_initialisation():
     torch.manual_seed(0)
-    head = RoIHead(64, 21, representation_size=512)
-    assert abs(head.cls_score.weight.std().item() - 0.01) < 1e-3
-    assert abs(head.bbox_pred.weight.std().item() - 0.001) < 1e-4
-    assert head.cls_score.bias.abs().sum() == 0 and head.bbox_pred.bias.abs().sum() == 0
+    paper = RoIHead(64, 21, representation_size=512, paper_init=True)
+    assert abs(paper.cls_score.weight.std().item() - 0.01) < 1e-3
+    assert abs(paper.bbox_pred.weight.std().item() - 0.001) < 1e-4
+    assert paper.cls_score.bias.abs().sum() == 0 and paper.bbox_pred.bias.abs().sum() == 0
+    default = RoIHead(64, 21, representation_size=512)
+    bound = 1 / 512**0.5  # nn.Linear's default: uniform within 1 / sqrt(fan_in)
+    for layer in (default.cls_score, default.bbox_pred):
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
     with pytest.raises(ValueError, match="pooling='max' is not one of"):
         RoIHead(64, 21, pooling="max")
     with pytest.raises(ValueError, match="num_classes counts the background"):

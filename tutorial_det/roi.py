@@ -432,8 +432,15 @@ class RoIHead(nn.Module):
     ``[C, s, s]`` grid; two fully connected layers **each followed by a ReLU** make a
     ``representation_size`` vector (without the ReLUs the two layers would multiply into a single
     linear map); then ``cls_score`` gives ``num_classes`` logits (background included) and
-    ``bbox_pred`` ``num_classes x 4`` deltas (weights :data:`ROI_BOX_WEIGHTS`). The two output
-    layers start from N(0, 0.01) and N(0, 0.001) with zero biases (Fast R-CNN).
+    ``bbox_pred`` ``num_classes x 4`` deltas (weights :data:`ROI_BOX_WEIGHTS`).
+
+    The two output layers keep PyTorch's default ``nn.Linear`` initialisation (uniform within
+    ``1 / sqrt(fan_in)``, as torchvision's ``FastRCNNPredictor``). ``paper_init=True`` draws them
+    from N(0, 0.01) and N(0, 0.001) with zero biases instead (the Fast R-CNN paper): the head
+    then starts from uniform class probabilities and zero deltas, but its tiny weights also scale
+    down every gradient the two losses send back into ``fc6``, ``fc7`` and the backbone, and on the
+    synthetic shapes with AdamW the detector learns markedly slower (see
+    ``benchmarks/train_faster_rcnn.py --paper-init``).
 
     ``forward(features [N, C, H, W], rois)`` with ``rois`` a list of ``N`` ``[K_i, 4]`` xyxy
     tensors in image pixels returns ``class_logits [K, num_classes]`` and
@@ -450,6 +457,7 @@ class RoIHead(nn.Module):
         spatial_scale: float = 1 / 16,
         sampling_ratio: int = 2,
         representation_size: int = 256,
+        paper_init: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -468,10 +476,11 @@ class RoIHead(nn.Module):
         self.fc7 = nn.Linear(representation_size, representation_size)
         self.cls_score = nn.Linear(representation_size, num_classes)
         self.bbox_pred = nn.Linear(representation_size, num_classes * 4)
-        nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
-        nn.init.zeros_(self.cls_score.bias)
-        nn.init.zeros_(self.bbox_pred.bias)
+        if paper_init:
+            nn.init.normal_(self.cls_score.weight, std=0.01)
+            nn.init.normal_(self.bbox_pred.weight, std=0.001)
+            nn.init.zeros_(self.cls_score.bias)
+            nn.init.zeros_(self.bbox_pred.bias)
 
     def pool(self, features: Tensor, rois: Sequence[Tensor]) -> Tensor:
         """``[K, C, s, s]`` pooled features of every RoI (images in order)."""
