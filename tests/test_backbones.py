@@ -7,12 +7,16 @@ import urllib.error
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from tutorial_det import backbones
 from tutorial_det.backbones import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     TinyBackbone,
     format_layer_shapes,
+    imagenet_normalize,
     layer_shapes,
     vgg16_stride16,
 )
@@ -257,3 +261,16 @@ def test_tiny_backbone_rejects_bad_configs():
         TinyBackbone(widths=(8, 0), depths=(1, 1))
     with pytest.raises(ValueError, match="non-empty"):
         TinyBackbone(widths=(), depths=())
+
+
+def test_imagenet_normalize_matches_torchvision():
+    images = torch.rand(2, 3, 5, 7)
+    expected = torchvision.transforms.v2.functional.normalize(
+        images, list(IMAGENET_MEAN), list(IMAGENET_STD)
+    )
+    assert torch.allclose(imagenet_normalize(images), expected)
+    assert torch.allclose(imagenet_normalize(images[0]), expected[0])
+    with pytest.raises(
+        ValueError, match=r"expects \[..., 3, H, W\] RGB images, got shape \(1, 5, 7\)"
+    ):
+        imagenet_normalize(torch.rand(1, 5, 7))

@@ -8,6 +8,8 @@
   2, 4, 8 and 16 feature maps for multi-scale heads.
 - :func:`layer_shapes` / :func:`format_layer_shapes`: every layer's output shape, cumulative
   stride and receptive field, the table lesson 01 prints.
+- :data:`IMAGENET_MEAN` / :data:`IMAGENET_STD` and :func:`imagenet_normalize`: the input
+  normalisation ImageNet-trained backbones expect (and the detectors' default).
 
 Every backbone here is an ``nn.Sequential`` with two extra attributes: ``out_channels`` (channels
 of the output feature map) and ``stride`` (input pixels per output cell).
@@ -25,8 +27,25 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+#: ImageNet's per-channel mean and standard deviation of RGB in [0, 1]: what ImageNet-trained
+#: backbones expect, and torchvision's detection default.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 #: Layers whose output has the input's spatial size: they add nothing to stride or receptive field.
 _POINTWISE = (nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Identity)
+
+
+def imagenet_normalize(images: Tensor) -> Tensor:
+    """``[..., 3, H, W]`` RGB in [0, 1] -> the same shape, each channel minus its ImageNet mean,
+    divided by its ImageNet standard deviation."""
+    if images.dim() < 3 or images.shape[-3] != 3:
+        raise ValueError(
+            f"imagenet_normalize expects [..., 3, H, W] RGB images, got shape {tuple(images.shape)}"
+        )
+    mean = images.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(3, 1, 1)
+    return (images - mean) / std
 
 
 # --------------------------------------------------------------------------- geometry

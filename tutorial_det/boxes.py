@@ -137,17 +137,28 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
     IoU(a, b) = area(a ∩ b) / (area(a) + area(b) - area(a ∩ b)). A pair whose union is empty
     (two zero-area boxes) has IoU 0, never NaN. Vectorised by broadcasting: the corners of the
-    intersection are ``max`` of the top-left and ``min`` of the bottom-right corners.
+    intersection are ``max`` of the top-left and ``min`` of the bottom-right corners (see
+    :func:`iou_matrix` for the memory layout that makes it fast).
     """
-    boxes1 = check_boxes(boxes1, "boxes1")
-    boxes2 = check_boxes(boxes2, "boxes2")
+    return iou_matrix(check_boxes(boxes1, "boxes1"), check_boxes(boxes2, "boxes2"))
+
+
+def iou_matrix(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """:func:`box_iou` without validating its inputs, for loops that validated their boxes once
+    and call it many times (the NMS sweep): ``[N, 4]`` x ``[M, 4]`` float xyxy -> ``[N, M]``.
+
+    Each coordinate is taken as one contiguous row (``boxes.T.contiguous()``), so every ``[N, M]``
+    operation broadcasts a column against a row of plain numbers; broadcasting ``[N, 1, 2]``
+    corner pairs against ``[1, M, 2]`` (the textbook form) computes the same numbers two to five
+    times slower on a CPU.
+    """
     area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
     area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    top_left = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
-    bottom_right = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[:, None] + area2[None, :] - inter
+    a, b = boxes1.T.contiguous(), boxes2.T.contiguous()
+    width = (torch.minimum(a[2, :, None], b[2]) - torch.maximum(a[0, :, None], b[0])).clamp(min=0)
+    height = (torch.minimum(a[3, :, None], b[3]) - torch.maximum(a[1, :, None], b[1])).clamp(min=0)
+    inter = width * height
+    union = area1[:, None] + area2 - inter
     # A union of 0 means two empty boxes: their intersection is 0 too, and 0 / 1 = 0, not NaN
     # (nor a NaN gradient). Every positive union is left exactly as it is.
     return inter / torch.where(union > 0, union, 1.0)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tutorial_det.backbones import TinyBackbone, kaiming_init
+from tutorial_det.backbones import IMAGENET_MEAN, IMAGENET_STD, TinyBackbone, kaiming_init
 from tutorial_det.boxes import check_boxes, clip_boxes, decode_boxes, remove_small_boxes
 from tutorial_det.nms import batched_nms
 from tutorial_det.roi import (
@@ -41,10 +41,6 @@ from tutorial_det.roi import (
     roi_head_loss,
 )
 from tutorial_det.rpn import ProposalSettings, RegionProposalNetwork
-
-#: ImageNet's channel mean and standard deviation (torchvision's detection default).
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
 
 #: Proposal settings for 128 px images. The paper's 12000 / 2000 (training) and 6000 / 300 (test)
 #: are for about 20000 anchors; a 128 px image has 2304 (16 x 16 cells x 9), so all of them enter
@@ -190,8 +186,8 @@ class FasterRCNN(nn.Module):
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
-        image_mean: Sequence[float] = IMAGE_MEAN,
-        image_std: Sequence[float] = IMAGE_STD,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
         if not (isinstance(num_classes, int) and num_classes >= 2):

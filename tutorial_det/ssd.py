@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tutorial_det.anchors import prior_boxes
-from tutorial_det.backbones import TinyBackbone, kaiming_init
+from tutorial_det.backbones import IMAGENET_MEAN, IMAGENET_STD, TinyBackbone, kaiming_init
 from tutorial_det.boxes import (
     box_convert,
     check_boxes,
@@ -59,10 +59,6 @@ NORMALISE = ("matched", "split")
 SMALL_SSD_STRIDES = (8, 16, 32, 64)
 SMALL_SSD_SCALES = (0.125, 0.25, 0.44, 0.7, 1.0)
 SMALL_SSD_ASPECT_RATIOS = ((2,), (2,), (2,), (2,))
-
-#: ImageNet's channel mean and standard deviation (torchvision's detection default).
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
 
 
 # --------------------------------------------------------------------------- targets
@@ -316,8 +312,8 @@ class SSD(nn.Module):
         extra_channels: Sequence[int] = (128, 128),
         scales: Sequence[float] = SMALL_SSD_SCALES,
         aspect_ratios: Sequence[Sequence[float]] = SMALL_SSD_ASPECT_RATIOS,
-        image_mean: Sequence[float] = IMAGE_MEAN,
-        image_std: Sequence[float] = IMAGE_STD,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
         iou_threshold: float = 0.5,
         neg_pos_ratio: float = 3.0,
         score_thresh: float = 0.01,
