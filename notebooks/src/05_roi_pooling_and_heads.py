@@ -19,7 +19,7 @@
 #   need a non-linearity between them (shown numerically).
 #
 # **You need** lessons 03 (IoU, `encode_boxes`, sampling) and 04 (proposals). The notebook runs
-# on a laptop CPU in about a minute.
+# on a laptop CPU in under a minute.
 
 # %%
 import matplotlib.pyplot as plt
@@ -28,7 +28,7 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from tutorial_det.backbones import vgg16_stride16
+from tutorial_det.backbones import imagenet_normalize, vgg16_stride16
 from tutorial_det.boxes import box_iou
 from tutorial_det.exercises import check_proposal_targets, check_roi_pool
 from tutorial_det.labelling import sample_labels
@@ -55,12 +55,10 @@ photo800 = F.interpolate(photo[None], size=(size, size), mode="bilinear", antial
 gt = photo_target["boxes"].as_subclass(torch.Tensor) * size / 512
 gt_labels = photo_target["labels"].as_subclass(torch.Tensor)
 names = sample_categories()
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
 backbone = vgg16_stride16().eval()
 with torch.no_grad():
-    features = backbone(((photo800 - IMAGENET_MEAN) / IMAGENET_STD)[None])
+    features = backbone(imagenet_normalize(photo800)[None])
 torch.manual_seed(0)
 rpn = RegionProposalNetwork(512).eval()
 with torch.no_grad():
