@@ -15,11 +15,12 @@ from tutorial_det.viz.anchors import draw_anchors
 from tutorial_det.viz.core import class_colour, to_display_image
 from tutorial_det.widgets.base import (
     Explorer,
+    cell_sliders,
     draw_cell_backdrop,
     format_numbers,
     frame,
     parse_numbers,
-    set_slider,
+    regrid_cell_sliders,
 )
 
 
@@ -95,26 +96,14 @@ class AnchorExplorer(Explorer):
             description="scales (x stride)",
             continuous_update=False,
         )
-        self.row = widgets.IntSlider(
-            value=rows // 2 if row is None else row, min=0, max=rows - 1, description="cell row"
-        )
-        self.column = widgets.IntSlider(
-            value=columns // 2 if column is None else column,
-            min=0,
-            max=columns - 1,
-            description="cell column",
-        )
+        self.row, self.column = cell_sliders(rows, columns, row, column)
         super().__init__([self.stride, self.ratios, self.scales, self.row, self.column])
 
     def sync_controls(self, change: dict) -> None:
         """A new stride: resize the row and column sliders, keeping the same image point."""
         if change["owner"] is not self.stride:
             return
-        old, new = change["old"], change["new"]
-        for slider, size in zip((self.row, self.column), self.image_size, strict=True):
-            cells = size // new
-            centre = (slider.value + 0.5) * old
-            set_slider(slider, min(int(centre // new), cells - 1), cells - 1)
+        regrid_cell_sliders((self.row, self.column), self.image_size, change["old"], change["new"])
 
     def compute(self) -> AnchorView:
         stride = int(self.stride.value)

@@ -74,6 +74,39 @@ def set_slider(slider: widgets.IntSlider, value: int, maximum: int) -> None:
         slider.max = maximum
 
 
+def cell_sliders(
+    rows: int, columns: int, row: int | None = None, column: int | None = None
+) -> tuple[widgets.IntSlider, widgets.IntSlider]:
+    """The "cell row" and "cell column" sliders over a ``rows x columns`` grid, starting at
+    ``(row, column)`` or at the middle cell."""
+    return (
+        widgets.IntSlider(
+            value=rows // 2 if row is None else row, min=0, max=rows - 1, description="cell row"
+        ),
+        widgets.IntSlider(
+            value=columns // 2 if column is None else column,
+            min=0,
+            max=columns - 1,
+            description="cell column",
+        ),
+    )
+
+
+def regrid_cell_sliders(
+    sliders: Sequence[widgets.IntSlider],
+    image_size: Sequence[int],
+    old_stride: int,
+    new_stride: int,
+) -> None:
+    """Re-range the (row, column) ``sliders`` of :func:`cell_sliders` from a grid of
+    ``old_stride`` to one of ``new_stride`` over an image of ``(height, width)``, moving each to
+    the cell that holds the centre of its old cell."""
+    for slider, size in zip(sliders, image_size, strict=True):
+        cells = size // new_stride
+        centre = (slider.value + 0.5) * old_stride
+        set_slider(slider, min(int(centre // new_stride), cells - 1), cells - 1)
+
+
 def ground_truth(gt_boxes, gt_labels=None) -> tuple[torch.Tensor, list[int]]:
     """Validated ground truth for an explorer: ``[G, 4]`` float xyxy boxes and ``G`` labels
     (``1..G`` when ``gt_labels`` is None).

@@ -16,12 +16,13 @@ from tutorial_det.ssd import SMALL_SSD_ASPECT_RATIOS, SMALL_SSD_SCALES, SMALL_SS
 from tutorial_det.viz.core import draw_boxes, to_display_image
 from tutorial_det.widgets.base import (
     Explorer,
+    cell_sliders,
     draw_cell_backdrop,
     format_numbers,
     frame,
     ground_truth,
     parse_numbers,
-    set_slider,
+    regrid_cell_sliders,
 )
 
 #: Priors that match a ground truth (IoU >= threshold) are green, the others orange.
@@ -133,15 +134,7 @@ class PriorsExplorer(Explorer):
             description="ratios besides 1 (w / h)",
             continuous_update=False,
         )
-        self.row = widgets.IntSlider(
-            value=rows // 2 if row is None else row, min=0, max=rows - 1, description="cell row"
-        )
-        self.column = widgets.IntSlider(
-            value=columns // 2 if column is None else column,
-            min=0,
-            max=columns - 1,
-            description="cell column",
-        )
+        self.row, self.column = cell_sliders(rows, columns, row, column)
         self.threshold = widgets.FloatSlider(
             value=threshold, min=0.05, max=1.0, step=0.05, description="match: IoU >="
         )
@@ -157,10 +150,7 @@ class PriorsExplorer(Explorer):
         old, new = self.strides[change["old"]], self.strides[change["new"]]
         self.scale.value = self.scales[change["new"]]
         self.ratios.value = format_numbers(self.aspect_ratios[change["new"]])
-        for slider, size in zip((self.row, self.column), self.image_size, strict=True):
-            cells = size // new
-            centre = (slider.value + 0.5) * old
-            set_slider(slider, min(int(centre // new), cells - 1), cells - 1)
+        regrid_cell_sliders((self.row, self.column), self.image_size, old, new)
 
     def compute(self) -> PriorsView:
         level = int(self.level.value)
