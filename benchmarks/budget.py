@@ -4,6 +4,8 @@ detectors "after three minutes on this CPU" (``benchmarks/train_*.py``).
 - :func:`clock_cosine` / :func:`step_cosine`: a learning-rate factor for ``LambdaLR`` that warms
   up, then follows a cosine to zero at the end of the budget (in seconds or in steps), so a
   loaded machine gets fewer steps but a complete schedule.
+- :func:`describe_machine`: sets torch's thread count and returns the line every run prints
+  first (versions, threads, load average), since timings depend on the machine's load.
 - :func:`train_on_budget`: ``fit`` for the budget, copying the weights every few seconds (cheap),
   then evaluating the copies on held-out data after training, so evaluation never eats into the
   budget; returns steps, median time per step, the final mAP and when mAP@0.5 first reached a
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import sys
 import time
@@ -21,9 +24,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torchvision
 from torch import nn
 
 from tutorial_det.training import evaluate_map, fit
+
+
+def describe_machine(threads: int | None = None) -> str:
+    """Use ``threads`` torch threads (None: leave torch's default) and describe the run:
+    ``"torch ..., torchvision ..., N threads, load average L"``."""
+    if threads:
+        torch.set_num_threads(threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    return (
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
+        f"{torch.get_num_threads()} threads, load average {load:.1f}"
+    )
 
 
 def clock_cosine(budget_s: float, warmup: float = 0.05) -> Callable[[int], float]:

@@ -35,21 +35,19 @@ torch's threads wait for each other, and on a busy machine two threads can be sl
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
 import time
 
 import torch
-import torchvision
 from torch import nn
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign, RoIPool
 
-from benchmarks.budget import BudgetResult, train_on_budget
+from benchmarks.budget import BudgetResult, describe_machine, train_on_budget
 from tutorial_det.backbones import TinyBackbone
 from tutorial_det.data import ShapesDataset, detection_collate, train_transforms
 from tutorial_det.faster_rcnn import TopDownBackbone, build_faster_rcnn
@@ -211,12 +209,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"{torch.get_num_threads()} threads, load average {load:.1f}; "
+        describe_machine(args.threads)
+        + "; "
         + ", ".join(f"{key}={value}" for key, value in vars(args).items())
     )
     results = {}

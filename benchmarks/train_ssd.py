@@ -27,15 +27,13 @@ machine's load (printed); ``--threads`` sets torch's threads.
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
 
 import torch
 import torchvision
 from torch import nn
 
-from benchmarks.budget import train_on_budget
+from benchmarks.budget import describe_machine, train_on_budget
 from tutorial_det.data import ShapesDataset
 from tutorial_det.models import build_model
 
@@ -61,11 +59,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--val-size", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load:.1f}; "
+        f"{describe_machine(args.threads)}; "
         f"budget {args.seconds:g} s per model, batch {args.batch_size}, lr {args.lr:g}, "
         f"{args.val_size} held-out images"
     )
