@@ -413,18 +413,26 @@ def test_two_processes_under_torchrun_train_like_one(tmp_path, capsys):
         "--train-size", "8", "--epochs", "1", "--max-steps", "2", "--log-every", "1",
         "--no-progress",
     ]  # fmt: skip
+    # Each worker's stdout goes to its own file: on one shared pipe the two processes' lines can
+    # interleave mid-line.
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "--log-dir", str(tmp_path / "logs"), "--redirects", "1",
         "-m", "tutorial_det", "train", *common, "--batch-size", "2", "--out", str(tmp_path / "two"),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "training on cpu (2 processes)" in done.stdout
-    assert done.stdout.count("checkpoint written") == 1  # rank 0 alone writes
-    fingerprints = re.findall(r"rank (\d) of 2: step 2, weights fingerprint (\S+)", done.stdout)
-    assert sorted(r for r, _ in fingerprints) == ["0", "1"]
-    assert fingerprints[0][1] == fingerprints[1][1]  # the replicas are identical
+    logs = {p.parent.name: p.read_text() for p in (tmp_path / "logs").rglob("stdout.log")}
+    assert sorted(logs) == ["0", "1"], logs
+    assert "training on cpu (2 processes)" in logs["0"]
+    assert [logs[rank].count("checkpoint written") for rank in "01"] == [1, 0]  # rank 0 writes
+    fingerprints = [
+        re.findall(rf"rank {rank} of 2: step 2, weights fingerprint (\S+)", logs[rank])
+        for rank in "01"
+    ]
+    assert len(fingerprints[0]) == len(fingerprints[1]) == 1, logs
+    assert fingerprints[0] == fingerprints[1]  # the replicas are identical
     assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
 
     status, text, _ = run(capsys, "train", *common, "--batch-size", "4", "--out", tmp_path / "one")
