@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from tutorial_det import samples
 from tutorial_det.samples import (
@@ -108,3 +109,21 @@ def test_missing_images_folder_says_a_checkout_is_needed(tmp_path, monkeypatch):
     monkeypatch.setattr(samples, "__file__", str(tmp_path / "tutorial_det" / "samples.py"))
     with pytest.raises(FileNotFoundError, match="images/ folder of the tutorial_det repository"):
         images_dir()
+
+
+def test_load_sample_resized_scales_the_boxes_with_the_photo():
+    photo, target = load_sample("astronaut")
+    photo800, target800 = load_sample("astronaut", size=800)
+    expected = F.interpolate(photo[None], size=(800, 800), mode="bilinear", antialias=True)[0]
+    assert torch.equal(photo800.as_subclass(torch.Tensor), expected)
+    assert target800["boxes"].canvas_size == (800, 800)
+    boxes = target["boxes"].as_subclass(torch.Tensor)
+    assert torch.equal(target800["boxes"].as_subclass(torch.Tensor), boxes * 800 / 512)
+    assert torch.equal(target800["labels"], target["labels"])
+    _, wide = load_sample("coffee", size=100)  # 400 x 600: x and y scale differently
+    _, coffee = load_sample("coffee")
+    scale = torch.tensor([100 / 600, 100 / 400, 100 / 600, 100 / 400])
+    assert torch.allclose(wide["boxes"].as_subclass(torch.Tensor), coffee["boxes"] * scale)
+    for size in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="size must be a positive int"):
+            load_sample("coffee", size=size)

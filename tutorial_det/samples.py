@@ -9,6 +9,8 @@ so a sample comes out exactly like an item of any COCO data set::
     image            # tv_tensors.Image [3, H, W] float32 in [0, 1]
     target["boxes"]  # tv_tensors.BoundingBoxes [N, 4] float32 xyxy pixels
     target["labels"] # [N] int64, names in sample_categories()
+
+    photo, target = load_sample("astronaut", size=800)  # resized to 800 x 800, boxes scaled
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
 
 from tutorial_det.data.readers import CocoDataset, Transforms
 
@@ -61,8 +64,14 @@ def sample_categories() -> dict[int, str]:
     return dict(_samples().label_names)
 
 
-def load_sample(name: str) -> tuple[tv_tensors.Image, dict]:
+def load_sample(name: str, size: int | None = None) -> tuple[tv_tensors.Image, dict]:
     """One sample photo and its boxes.
+
+    Args:
+        name: one of :func:`sample_names`.
+        size: when given, the photo is resized to ``size x size`` (bilinear, antialiased, the
+            aspect ratio not kept) and its boxes are scaled with it: x by ``size / W``, y by
+            ``size / H``. The lessons on Faster R-CNN use the astronaut at 800 x 800.
 
     Returns:
         ``(image, target)``: ``image`` ``[3, H, W]`` float32 in [0, 1]; ``target`` with
@@ -70,9 +79,16 @@ def load_sample(name: str) -> tuple[tv_tensors.Image, dict]:
         :func:`sample_categories`), ``"image_id"`` int and ``"iscrowd"`` ``[N]`` bool.
 
     Raises:
-        ValueError: ``name`` is not one of :func:`sample_names`.
+        ValueError: ``name`` is not one of :func:`sample_names`, or ``size`` is not a positive
+            int.
     """
     names = sample_names()
     if name not in names:
         raise ValueError(f"no sample photo named {name!r}; the samples are {names}")
-    return _samples()[names.index(name)]
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ValueError(f"size must be a positive int (pixels per side), got {size!r}")
+    image, target = _samples()[names.index(name)]
+    if size is None:
+        return image, target
+    resized = {**target, "boxes": TF.resize(target["boxes"], [size, size])}
+    return TF.resize(image, [size, size], antialias=True), resized

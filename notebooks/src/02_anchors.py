@@ -21,7 +21,6 @@
 # %%
 import matplotlib.pyplot as plt
 import torch
-from torch.nn import functional as F
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
@@ -99,11 +98,9 @@ print("same as anchor_base():", torch.allclose(base, anchor_base()))
 # its colour; the three nested boxes of a colour are its three scales.
 
 # %%
-photo, target = load_sample("astronaut")
 size = 800
-zoom = size / photo.shape[-1]  # 512 -> 800
-photo800 = F.interpolate(photo[None], size=(size, size), mode="bilinear", antialias=True)[0]
-boxes800 = target["boxes"] * zoom
+photo800, target = load_sample("astronaut", size=size)  # 512 x 512 -> 800 x 800, boxes scaled
+boxes800 = target["boxes"]
 names = sample_categories()
 keep = [
     i for i, label in enumerate(target["labels"].tolist()) if names[label] in ("face", "person")

@@ -63,10 +63,9 @@ seed_everything(0)
 # weights, see lesson 01). Its ground-truth boxes are scaled by 800 / 512 = 1.5625.
 
 # %%
-photo, photo_target = load_sample("astronaut")
 size = 800
-photo800 = F.interpolate(photo[None], size=(size, size), mode="bilinear", antialias=True)[0]
-gt800 = photo_target["boxes"].as_subclass(torch.Tensor) * size / 512
+photo800, photo_target = load_sample("astronaut", size=size)
+gt800 = photo_target["boxes"].as_subclass(torch.Tensor)
 
 backbone = vgg16_stride16().eval()
 with torch.no_grad():

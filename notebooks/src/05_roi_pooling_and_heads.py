@@ -26,7 +26,6 @@ import matplotlib.pyplot as plt
 import torch
 import torchvision
 from torch import nn
-from torch.nn import functional as F
 
 from tutorial_det.backbones import imagenet_normalize, vgg16_stride16
 from tutorial_det.boxes import box_iou
@@ -49,10 +48,9 @@ seed_everything(0)
 # annotations.
 
 # %%
-photo, photo_target = load_sample("astronaut")
 size = 800
-photo800 = F.interpolate(photo[None], size=(size, size), mode="bilinear", antialias=True)[0]
-gt = photo_target["boxes"].as_subclass(torch.Tensor) * size / 512
+photo800, photo_target = load_sample("astronaut", size=size)
+gt = photo_target["boxes"].as_subclass(torch.Tensor)
 gt_labels = photo_target["labels"].as_subclass(torch.Tensor)
 names = sample_categories()
 

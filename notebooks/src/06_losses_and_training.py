@@ -59,10 +59,9 @@ seed_everything(0)
 # and lesson 05's 128 RoI targets, all rebuilt with the same seeds.
 
 # %%
-photo, photo_target = load_sample("astronaut")
 size = 800
-photo800 = F.interpolate(photo[None], size=(size, size), mode="bilinear", antialias=True)[0]
-gt = photo_target["boxes"].as_subclass(torch.Tensor) * size / 512
+photo800, photo_target = load_sample("astronaut", size=size)
+gt = photo_target["boxes"].as_subclass(torch.Tensor)
 gt_labels = photo_target["labels"].as_subclass(torch.Tensor)
 with torch.no_grad():
     features = vgg16_stride16().eval()(imagenet_normalize(photo800)[None])
