@@ -7,15 +7,13 @@ torch.utils.benchmark's autorange. pycocotools' time goes in the note, with the 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 from collections.abc import Callable
 
 import torch
 
 from benchmarks.common import Row
-from tutorial_det.metrics import mean_average_precision, to_coco
+from tutorial_det.metrics import mean_average_precision, pycocotools_eval, to_coco
 
 
 def synthetic_detections(num_images: int = 5000, seed: int = 0):
@@ -70,18 +68,7 @@ def synthetic_detections(num_images: int = 5000, seed: int = 0):
 
 
 def pycocotools_map(dataset: dict, detections: list[dict]) -> float:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = dataset
-        gt.createIndex()
-        evaluation = COCOeval(gt, gt.loadRes(detections), "bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return float(evaluation.stats[0])
+    return float(pycocotools_eval(dataset, detections).stats[0])
 
 
 def best_of(fn: Callable[[], object], repeats: int = 2) -> tuple[float, object]:

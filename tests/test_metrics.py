@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval, Params
 
 from tutorial_det.boxes import box_iou
@@ -22,6 +18,7 @@ from tutorial_det.metrics import (
     average_precision,
     match_detections,
     mean_average_precision,
+    pycocotools_eval,
     to_coco,
 )
 
@@ -331,19 +328,7 @@ def random_dataset(seed: int, *, ties: bool = False, many: bool = False):
 
 def coco_eval(preds, targets, **params) -> COCOeval:
     """pycocotools' COCOeval on the same data (``to_coco``: xywh boxes, area w * h)."""
-    dataset, detections = to_coco(preds, targets)
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = dataset
-        gt.createIndex()
-        evaluation = COCOeval(gt, gt.loadRes(detections), "bbox")
-        for key, value in params.items():
-            setattr(evaluation.params, key, value)
-        evaluation.evaluate()
-        evaluation.accumulate()
-        if not params:
-            evaluation.summarize()
-    return evaluation
+    return pycocotools_eval(*to_coco(preds, targets), **params)
 
 
 def test_to_coco_layout():

@@ -24,14 +24,10 @@
 # two minutes on a laptop CPU, most of it training a detector.
 
 # %%
-import contextlib
-import io
 import time
 
 import matplotlib.pyplot as plt
 import torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from tutorial_det.boxes import box_iou
 from tutorial_det.data import SHAPE_CLASSES, ShapesDataset
@@ -41,6 +37,7 @@ from tutorial_det.metrics import (
     average_precision,
     match_detections,
     mean_average_precision,
+    pycocotools_eval,
     to_coco,
 )
 from tutorial_det.models import build_model
@@ -263,23 +260,16 @@ for key in ("map", "map_50", "map_75", "voc_map_50", "voc11_map_50", "mar_100"):
 # ## 5. Checked against pycocotools
 #
 # pycocotools' `COCOeval` is the reference implementation every paper quotes. `to_coco` writes
-# predictions and targets in COCO's json layout; its first three summary numbers are AP, AP at
-# 0.5 and AP at 0.75:
+# predictions and targets in COCO's json layout, and `pycocotools_eval` hands them to it (a
+# `COCO` object holding the ground truth, `loadRes` for the detections, then `evaluate`,
+# `accumulate` and `summarize`, its printing silenced). The first three summary numbers are
+# AP, AP at 0.5 and AP at 0.75:
 
 
 # %%
 def pycocotools_stats(preds, targets):
-    """COCOeval's 12 summary numbers for predictions and targets (its printing silenced)."""
-    dataset, dets = to_coco(preds, targets)
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO()
-        truth.dataset = dataset
-        truth.createIndex()
-        evaluation = COCOeval(truth, truth.loadRes(dets), "bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return evaluation.stats
+    """COCOeval's 12 summary numbers for predictions and targets."""
+    return pycocotools_eval(*to_coco(preds, targets)).stats
 
 
 stats = pycocotools_stats(example_preds, example_targets)

@@ -8,7 +8,8 @@ Three building blocks, each usable on its own (lesson 10 builds them one by one)
 - :func:`mean_average_precision`: the two above over a whole data set, every class, IoU
   threshold and object size, with pycocotools' numbers under torchmetrics' key names.
 
-:func:`to_coco` writes the same inputs in COCO's json layout, to compare with pycocotools.
+:func:`to_coco` writes the same inputs in COCO's json layout and :func:`pycocotools_eval` runs
+pycocotools' ``COCOeval`` on them, the reference the tests compare with.
 """
 
 from tutorial_det.metrics.ap import (
@@ -18,7 +19,7 @@ from tutorial_det.metrics.ap import (
     VOC11_RECALL_THRESHOLDS,
     average_precision,
 )
-from tutorial_det.metrics.coco_format import to_coco
+from tutorial_det.metrics.coco_format import pycocotools_eval, to_coco
 from tutorial_det.metrics.evaluation import AREA_RANGES, mean_average_precision
 from tutorial_det.metrics.matching import match_detections
 
@@ -31,5 +32,6 @@ __all__ = [
     "average_precision",
     "match_detections",
     "mean_average_precision",
+    "pycocotools_eval",
     "to_coco",
 ]

@@ -1,7 +1,14 @@
-"""Detections and ground truth in COCO's json layout, to run pycocotools' ``COCOeval`` on them."""
+"""Detections and ground truth in COCO's json layout, and pycocotools' ``COCOeval`` run on them.
+
+- :func:`to_coco`: predictions and targets as COCO json objects;
+- :func:`pycocotools_eval`: ``COCOeval`` on those objects, its printing silenced: the reference
+  the tests and lesson 10 compare :func:`~tutorial_det.metrics.mean_average_precision` with.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Mapping, Sequence
 
 from torch import Tensor
@@ -62,3 +69,33 @@ def to_coco(
         "annotations": annotations,
     }
     return dataset, detections
+
+
+def pycocotools_eval(dataset: dict, detections: list[dict], **params):
+    """pycocotools' ``COCOeval`` ("bbox") on :func:`to_coco`'s ``(dataset, detections)``.
+
+    Args:
+        dataset, detections: as :func:`to_coco` returns them (pycocotools writes into both: make
+            them again for a second evaluation).
+        params: attributes of ``COCOeval.params`` to set first (``iouThrs``, ``maxDets``, ...).
+            With none, ``summarize()`` runs too and ``.stats`` holds the 12 summary numbers (AP,
+            AP50, AP75, AP small / medium / large, AR 1 / 10 / 100, AR small / medium / large).
+
+    Returns:
+        The ``COCOeval`` object after ``evaluate()`` and ``accumulate()``.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO()
+        truth.dataset = dataset
+        truth.createIndex()
+        evaluation = COCOeval(truth, truth.loadRes(detections), "bbox")
+        for key, value in params.items():
+            setattr(evaluation.params, key, value)
+        evaluation.evaluate()
+        evaluation.accumulate()
+        if not params:
+            evaluation.summarize()
+    return evaluation
