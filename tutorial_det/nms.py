@@ -19,8 +19,8 @@ it were kept), but it need not look at one box at a time. The sweep takes the ne
 undecided boxes (the highest-scoring ones still alive), resolves them among themselves from
 their ``[BLOCK, BLOCK]`` "would suppress" matrix (a few vectorised passes, see
 :func:`_resolve_block`), then compares only the boxes it kept with every box still alive after
-the block, in one IoU call (:func:`~tutorial_det.boxes.iou_matrix`, the boxes being checked once), and drops the suppressed ones from
-the list. Each round is a handful of tensor operations; the number of IoUs computed is about
+the block in one IoU call (:func:`~tutorial_det.boxes.iou_matrix`: the boxes were validated
+once, on entry), and drops the suppressed ones from the list. Each round is a handful of tensor operations; the number of IoUs computed is about
 what the scalar loop computes (kept boxes against the boxes still alive after them).
 """
 

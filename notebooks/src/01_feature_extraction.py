@@ -27,6 +27,7 @@ from torch import nn
 from tutorial_det.backbones import (
     TinyBackbone,
     format_layer_shapes,
+    imagenet_normalize,
     layer_shapes,
     vgg16_stride16,
     vgg16_weights_path,
@@ -245,6 +246,10 @@ def normalise(image):
     return ((image - IMAGENET_MEAN) / IMAGENET_STD)[None]
 
 
+print(
+    "same as tutorial_det.backbones.imagenet_normalize:",
+    torch.equal(normalise(photo), imagenet_normalize(photo)[None]),
+)
 with torch.no_grad():
     photo_features = backbone(normalise(photo).to(device))[0].cpu()
 zero_share = (photo_features == 0).float().mean().item()
