@@ -1,7 +1,7 @@
 """RoI max pooling on the RoI head's sizes: 128 proposals on the 512 x 50 x 50 stride-16 map of
-an 800 x 800 image, pooled to 7 x 7: ``tutorial_det.roi.roi_pool`` vs ``torchvision.ops.roi_pool``
-(C++) vs the loop over RoIs and bins (``tutorial_det.naive.roi_pool_loop``); forward alone, and
-forward plus backward."""
+an 800 x 800 image, pooled to 7 x 7: ``tutorial_det.roi_pool.roi_pool`` vs
+``torchvision.ops.roi_pool`` (C++) vs the loop over RoIs and bins
+(``tutorial_det.naive.roi_pool_loop``); forward alone, and forward plus backward."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torchvision
 from benchmarks.bench_nms import proposals
 from benchmarks.common import Row, time_ms
 from tutorial_det.naive import roi_pool_loop
-from tutorial_det.roi import roi_pool
+from tutorial_det.roi_pool import roi_pool
 
 
 def run() -> list[Row]:

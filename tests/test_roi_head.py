@@ -11,13 +11,8 @@ from hypothesis import strategies as st
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 
-from tutorial_det.roi import (
-    ROI_BOX_WEIGHTS,
-    RoIHead,
-    proposal_targets,
-    roi_head_loss,
-    roi_pool,
-)
+from tutorial_det.roi import ROI_BOX_WEIGHTS, RoIHead, proposal_targets, roi_head_loss
+from tutorial_det.roi_pool import roi_pool
 
 
 def rows(*tensors: torch.Tensor) -> list[tuple]:

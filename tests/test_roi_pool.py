@@ -1,4 +1,4 @@
-"""tutorial_det.roi.roi_pool: known answers, torchvision's exact numbers and gradients, edge
+"""tutorial_det.roi_pool.roi_pool: known answers, torchvision's exact numbers and gradients, edge
 cases, the naive loop."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torchvision
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tutorial_det import roi as R
+from tutorial_det import roi_pool as R
 from tutorial_det.exercises import check_roi_pool
 from tutorial_det.naive import roi_pool_loop
 

@@ -2,7 +2,7 @@
 
 The package holds the tested reference implementation of every step the notebooks build:
 ``boxes`` (formats, IoU, box coding), ``backbones``, ``anchors``, ``labelling``, ``nms``, ``rpn``,
-``roi``, ``faster_rcnn``, ``ssd``, ``wpod``, ``data``, ``training``, ``metrics``, ``models`` (the
+``roi_pool``, ``roi``, ``faster_rcnn``, ``ssd``, ``wpod``, ``data``, ``training``, ``metrics``, ``models`` (the
 registry the command line builds detectors from), ``model_file`` (saved detectors that rebuild
 themselves) and ``cli`` (the ``tutorial-det`` / ``python -m tutorial_det`` command), plus ``samples`` (the real photos in images/),
 ``naive`` (the slow loop versions lessons show and benchmarks time), ``viz`` (drawing), ``widgets``

@@ -86,7 +86,7 @@ def roi_pool_loop(
     """Fast R-CNN RoI max pooling, one RoI and one bin at a time.
 
     ``features`` ``[B, C, H, W]`` (finite), ``rois`` ``[K, 5]`` rows ``(batch index, x1, y1, x2,
-    y2)`` in image pixels -> ``[K, C, h, w]``, the numbers of ``roi.roi_pool`` and
+    y2)`` in image pixels -> ``[K, C, h, w]``, the numbers of ``roi_pool.roi_pool`` and
     ``torchvision.ops.roi_pool``: corners scaled and rounded (halves away from zero), the RoI
     ``x2 - x1 + 1`` cells wide (at least 1), bin ``j`` spanning cells ``floor(j * size / w)`` to
     ``ceil((j + 1) * size / w)`` clamped to the map, an empty bin 0. The arithmetic runs in the

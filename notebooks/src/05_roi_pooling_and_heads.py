@@ -31,7 +31,8 @@ from tutorial_det.backbones import imagenet_normalize, vgg16_stride16
 from tutorial_det.boxes import box_iou
 from tutorial_det.exercises import check_proposal_targets, check_roi_pool
 from tutorial_det.labelling import sample_labels
-from tutorial_det.roi import ROI_BOX_WEIGHTS, RoIHead, proposal_targets, roi_pool
+from tutorial_det.roi import ROI_BOX_WEIGHTS, RoIHead, proposal_targets
+from tutorial_det.roi_pool import roi_pool
 from tutorial_det.rpn import TRAIN_PROPOSALS, RegionProposalNetwork, objectness_probability, propose
 from tutorial_det.runtime import seed_everything
 from tutorial_det.samples import load_sample, sample_categories

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from tutorial_det.exercises.core import Case, CheckResult, run_check
-from tutorial_det.roi import roi_pool
+from tutorial_det.roi_pool import roi_pool
 
 
 def _ramp(height: int, width: int) -> torch.Tensor:
