@@ -26,7 +26,7 @@ def run() -> list[Row]:
         sum(model(images, targets).values()).backward()
         optimizer.step()
 
-    eval_model = WPODDetector(width=0.5, score_threshold=0.0).eval()
+    eval_model = WPODDetector(width=0.5, score_thresh=0.0).eval()
 
     def predict():
         with torch.no_grad():

@@ -53,10 +53,10 @@ def test_vgg16_forward_runs_on_real_tensors(vgg):
 
 def test_cut_follows_the_strides_not_a_count(vgg):
     layers = list(vgg)
-    assert len(backbones._cut_at_stride(layers, 8)) == 23  # up to conv4_3 + ReLU
-    assert len(backbones._cut_at_stride(layers, 1)) == 4  # conv1_1 .. ReLU before pool1
+    assert len(backbones.cut_at_stride(layers, 8)) == 23  # up to conv4_3 + ReLU
+    assert len(backbones.cut_at_stride(layers, 1)) == 4  # conv1_1 .. ReLU before pool1
     with pytest.raises(ValueError, match="only 16"):
-        backbones._cut_at_stride(layers, 32)
+        backbones.cut_at_stride(layers, 32)
 
 
 def test_vgg16_random_init_is_kaiming(vgg):

@@ -88,7 +88,7 @@ def test_train_evaluate_detect(tmp_path, capsys):
     photo = write_png(tmp_path / "photo.png")
     status, text, _ = run(
         capsys, "detect", photo, "--checkpoint", out / "model.pt", "--out", tmp_path / "det",
-        "--score-threshold", "0.05",
+        "--score-thresh", "0.05",
     )  # fmt: skip
     assert status == 0
     with torch.no_grad():

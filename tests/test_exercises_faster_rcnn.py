@@ -24,7 +24,9 @@ def test_references_pass():
     assert check_rpn_loss(rpn_loss, verbose=False)
     assert check_roi_head_loss(roi_head_loss, verbose=False)
     assert check_proposal_targets(
-        lambda p, g, lab: proposal_targets(p, g, lab, batch_size=10_000, positive_fraction=0.5),
+        lambda p, g, lab: proposal_targets(
+            p, g, lab, batch_size_per_image=10_000, positive_fraction=0.5
+        ),
         verbose=False,
     )
 
@@ -92,7 +94,7 @@ def test_proposal_targets_without_ground_truths_added_fails():
             proposals,
             gt_boxes,
             gt_labels,
-            batch_size=10_000,
+            batch_size_per_image=10_000,
             positive_fraction=0.5,
             add_ground_truth=False,
         )

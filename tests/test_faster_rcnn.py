@@ -11,7 +11,12 @@ from torchvision.models.detection.roi_heads import RoIHeads
 
 from tutorial_det.backbones import TinyBackbone
 from tutorial_det.data import ShapesDataset, detection_collate
-from tutorial_det.faster_rcnn import FasterRCNN, TopDownBackbone, build_faster_rcnn, detect
+from tutorial_det.faster_rcnn import (
+    FasterRCNN,
+    TopDownBackbone,
+    build_faster_rcnn,
+    decode_detections,
+)
 from tutorial_det.models import MODELS, build_model
 from tutorial_det.roi import ROI_BOX_WEIGHTS
 
@@ -100,14 +105,14 @@ def test_detect_matches_torchvision_postprocessing():
     boxes, scores, labels = heads.postprocess_detections(
         logits, deltas.reshape(200, -1), [rois], [(120, 140)]
     )
-    ours = detect(logits, deltas, rois, (120, 140))
+    ours = decode_detections(logits, deltas, rois, (120, 140))
     torch.testing.assert_close(ours["boxes"], boxes[0])
     torch.testing.assert_close(ours["scores"], scores[0])
     assert torch.equal(ours["labels"], labels[0])
 
 
 def test_detect_with_no_rois_is_empty():
-    out = detect(torch.zeros(0, 4), torch.zeros(0, 4, 4), torch.zeros(0, 4), (64, 64))
+    out = decode_detections(torch.zeros(0, 4), torch.zeros(0, 4, 4), torch.zeros(0, 4), (64, 64))
     assert out["boxes"].shape == (0, 4) and out["labels"].shape == (0,)
 
 

@@ -224,10 +224,10 @@ def test_anchor_targets_on_the_seed_example(anchors_800):
 
 
 def test_anchor_targets_without_sampling_or_image_size(anchors_800, inside_800):
-    labels, _ = anchor_targets(anchors_800, SEED_GT, (800, 800), batch_size=None)
+    labels, _ = anchor_targets(anchors_800, SEED_GT, (800, 800), batch_size_per_image=None)
     inside = inside_anchors(anchors_800, (800, 800))
     assert torch.equal(labels[inside], label_anchors(inside_800, SEED_GT)[0])
-    everywhere, _ = anchor_targets(anchors_800, SEED_GT, batch_size=None)
+    everywhere, _ = anchor_targets(anchors_800, SEED_GT, batch_size_per_image=None)
     assert torch.equal(everywhere, label_anchors(anchors_800, SEED_GT)[0])
     assert counts(everywhere)[0] > 18  # border-crossing anchors now reach 0.7
 
@@ -247,14 +247,14 @@ def test_anchor_targets_edge_cases(anchors_800):
     assert counts(labels) == (0, 256, 22500 - 256) and not deltas.any()
     # a ground truth entirely outside the image: no inside anchor overlaps it
     outside = torch.tensor([[900.0, 900, 1000, 1000]])
-    labels, _ = anchor_targets(anchors_800, outside, (800, 800), batch_size=None)
+    labels, _ = anchor_targets(anchors_800, outside, (800, 800), batch_size_per_image=None)
     assert counts(labels)[0] == 0
     # ... while the border-crossing anchors, when kept, do
-    labels, deltas = anchor_targets(anchors_800, outside, batch_size=None)
+    labels, deltas = anchor_targets(anchors_800, outside, batch_size_per_image=None)
     assert counts(labels)[0] > 0 and torch.isfinite(deltas).all()
     # a degenerate ground truth next to a real one gets nothing and breaks nothing
     with_point = torch.cat((SEED_GT, torch.tensor([[100.0, 100, 100, 100]])))
-    labels, deltas = anchor_targets(anchors_800, with_point, (800, 800), batch_size=None)
+    labels, deltas = anchor_targets(anchors_800, with_point, (800, 800), batch_size_per_image=None)
     assert counts(labels) == (18, 7690, 22500 - 7690 - 18) and torch.isfinite(deltas).all()
 
 

@@ -41,7 +41,7 @@ def test_proposal_targets_known_answer():
             [10.0, 10, 50, 60],  # IoU 0.8 with gt 0: positive, class 2
             [60, 60, 100, 90],  # IoU 0.75 with gt 1: positive, class 3
             [10, 10, 30, 30],  # IoU 0.25: negative
-            [200, 200, 220, 220],  # IoU 0: negative (bg_thresh_lo = 0)
+            [200, 200, 220, 220],  # IoU 0: negative (neg_thresh_lo = 0)
             [10, 10, 50, 90],  # IoU 0.5 exactly: positive (>= 0.5)
         ]
     )
@@ -80,7 +80,7 @@ def test_proposal_targets_match_torchvision_roi_heads(seed, objects):
     gt_labels = torch.randint(1, 4, (objects,), generator=g)
     # samples large enough that nothing is left out: both sides keep every candidate
     rois, labels, deltas = proposal_targets(
-        proposals, gt, gt_labels, batch_size=10_000, positive_fraction=0.5
+        proposals, gt, gt_labels, batch_size_per_image=10_000, positive_fraction=0.5
     )
     heads = RoIHeads(None, None, None, 0.5, 0.5, 10_000, 0.5, ROI_BOX_WEIGHTS, 0.05, 0.5, 100)
     target = {"boxes": gt, "labels": gt_labels}

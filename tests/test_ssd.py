@@ -97,8 +97,8 @@ def test_match_priors_edge_cases(priors):
     assert match_priors(torch.zeros(0, 4), torch.tensor([[0.0, 0, 5, 5]])).shape == (0,)
     with pytest.raises(ValueError, match=r"gt_boxes\[1\].*zero width or height"):
         match_priors(priors, torch.tensor([[0.0, 0, 20, 20], [30.0, 30, 30, 50]]))
-    with pytest.raises(ValueError, match="iou_threshold"):
-        match_priors(priors, torch.zeros(0, 4), iou_threshold=0)
+    with pytest.raises(ValueError, match="pos_thresh"):
+        match_priors(priors, torch.zeros(0, 4), pos_thresh=0)
     # A ground truth that overlaps no prior gets no forced match (torchvision would force prior 0).
     far = torch.tensor([[0.0, 0, 10, 10]])
     assert match_priors(far, torch.tensor([[50.0, 50, 60, 60]])).tolist() == [-1]

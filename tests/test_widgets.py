@@ -252,10 +252,10 @@ def test_labelling_explorer_thresholds(labelling, inside_800):
     assert labelling.view.counts == (18, 7690, 1232)
 
 
-def test_labelling_explorer_batch_size_fraction_and_seed(labelling):
-    labelling.batch_size.value = 64
+def test_labelling_explorer_batch_size_per_image_fraction_and_seed(labelling):
+    labelling.batch_size_per_image.value = 64
     assert labelling.view.sampled_counts == (18, 46, 8940 - 64)
-    labelling.batch_size.value = 256
+    labelling.batch_size_per_image.value = 256
     labelling.positive_fraction.value = 0.05  # int(256 * 0.05) = 12 positives at most
     assert labelling.view.sampled_counts == (12, 244, 8940 - 256)
     first = labelling.view.sampled

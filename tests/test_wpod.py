@@ -24,7 +24,7 @@ from tutorial_det.wpod import (
     WPODDetector,
     WPODNet,
     alpha_for_sizes,
-    decode_wpod,
+    decode_detections,
     encode_targets,
     evaluate_plates,
     homography,
@@ -419,7 +419,7 @@ def test_detector_training_contract():
 
 
 def test_detector_eval_contract_pads_mixed_sizes():
-    model = WPODDetector(width=0.25, score_threshold=0.0).eval()
+    model = WPODDetector(width=0.25, score_thresh=0.0).eval()
     out = model([torch.rand(3, 50, 70), torch.rand(3, 64, 64)])
     assert len(out) == 2
     for det, (h, w) in zip(out, [(50, 70), (64, 64)], strict=True):
@@ -448,7 +448,7 @@ def test_decode_known_cell():
     output[0, 1] = 1.0
     output[0, :2, 1, 2] = torch.tensor([0.9, 0.1])
     output[0, 2:, 1, 2] = torch.tensor(IDENTITY)
-    (det,) = decode_wpod(output, alpha=2.0, stride=16)
+    (det,) = decode_detections(output, alpha=2.0, stride=16)
     # cell (1, 2): centre (2.5, 1.5) cells; corners (+-0.5 * 2 + centre) * 16
     expected = torch.tensor([[[24.0, 8.0], [56.0, 8.0], [56.0, 40.0], [24.0, 40.0]]])
     torch.testing.assert_close(det["corners"], expected)
@@ -484,7 +484,7 @@ def test_decode_inverts_encoding_and_suppresses_duplicates():
     torch.testing.assert_close(
         wpod_loss_terms(output, target)["affine"], torch.zeros(1), atol=1e-4, rtol=0
     )
-    (det,) = decode_wpod(output, alpha=PLATES_ALPHA, image_sizes=[(128, 128)])
+    (det,) = decode_detections(output, alpha=PLATES_ALPHA, image_sizes=[(128, 128)])
     assert int(flag.sum()) > 1 and len(det["scores"]) == 1  # duplicates suppressed
     torch.testing.assert_close(det["corners"], corners, atol=1e-4, rtol=0)
 
@@ -492,14 +492,14 @@ def test_decode_inverts_encoding_and_suppresses_duplicates():
 def test_decode_thresholds_and_empty_output():
     output = torch.zeros(2, 8, 2, 2)
     output[:, 0] = 0.4
-    dets = decode_wpod(output, score_threshold=0.5)
+    dets = decode_detections(output, score_thresh=0.5)
     assert [len(d["scores"]) for d in dets] == [0, 0]
     assert dets[0]["boxes"].shape == (0, 4) and dets[0]["corners"].shape == (0, 4, 2)
-    assert len(decode_wpod(output, score_threshold=0.3)[0]["scores"]) >= 1
+    assert len(decode_detections(output, score_thresh=0.3)[0]["scores"]) >= 1
     with pytest.raises(ValueError, match=r"\[B, 8, H, W\]"):
-        decode_wpod(torch.zeros(1, 6, 2, 2))
+        decode_detections(torch.zeros(1, 6, 2, 2))
     with pytest.raises(ValueError, match="image_sizes"):
-        decode_wpod(output, image_sizes=[(32, 32)])
+        decode_detections(output, image_sizes=[(32, 32)])
 
 
 # --------------------------------------------------------------------------- evaluation

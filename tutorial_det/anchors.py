@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from tutorial_det.boxes import _image_size, check_boxes
+from tutorial_det.boxes import check_boxes, check_image_size
 
 
 def _positive_numbers(values: Sequence[float], name: str) -> Tensor:
@@ -111,7 +111,7 @@ def inside_anchors(anchors: Tensor, image_size: Sequence[int]) -> Tensor:
     """Bool mask ``[K]``: anchors lying entirely inside an image of ``(height, width)``
     (``x1 >= 0``, ``y1 >= 0``, ``x2 <= width``, ``y2 <= height``; touching the border counts as
     inside). On 800 x 800 at stride 16 with the default 9 anchors: 8940 of 22500."""
-    height, width = _image_size(image_size)
+    height, width = check_image_size(image_size)
     anchors = check_boxes(anchors, "anchors")
     return (
         (anchors[:, 0] >= 0)
@@ -149,7 +149,7 @@ def seed_style_priors(
         ``[P, 4]`` xyxy pixels ordered (map, row, column, ratio): map by map, each map as
         :func:`grid_anchors` orders it.
     """
-    height, width = _image_size(
+    height, width = check_image_size(
         (image_size, image_size) if isinstance(image_size, int) else image_size
     )
     if len(strides) == 0 or len(strides) != len(scales):
@@ -249,7 +249,7 @@ def prior_boxes(
         _positive_numbers(steps, "steps")
         if image_size is None:
             raise ValueError("steps are in input pixels: image_size is needed to normalise them")
-        height, width = _image_size(
+        height, width = check_image_size(
             (image_size, image_size) if isinstance(image_size, (int, float)) else image_size
         )
     levels = []

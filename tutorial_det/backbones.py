@@ -205,7 +205,7 @@ def kaiming_init(module: nn.Module) -> None:
 # --------------------------------------------------------------------------- VGG16
 
 
-def _cut_at_stride(layers: Sequence[nn.Module], stride: int) -> list[nn.Module]:
+def cut_at_stride(layers: Sequence[nn.Module], stride: int) -> list[nn.Module]:
     """The longest prefix of ``layers`` whose cumulative stride does not exceed ``stride``."""
     kept, jump = [], 1
     for layer in layers:
@@ -285,7 +285,7 @@ def vgg16_stride16(pretrained: bool = False) -> nn.Sequential:
                 f"VGG16 ImageNet weights unavailable ({type(error).__name__}: {error}); "
                 "using random weights"
             )
-    backbone = nn.Sequential(*_cut_at_stride(list(features), 16))
+    backbone = nn.Sequential(*cut_at_stride(list(features), 16))
     backbone.out_channels = [m for m in backbone if isinstance(m, nn.Conv2d)][-1].out_channels
     backbone.stride = 16
     return backbone

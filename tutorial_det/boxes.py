@@ -177,7 +177,7 @@ def clip_boxes(boxes: Tensor, image_size: Sequence[int]) -> Tensor:
 
     x is clamped to ``[0, width]`` and y to ``[0, height]`` (``torchvision.ops.clip_boxes_to_image``).
     """
-    height, width = _image_size(image_size)
+    height, width = check_image_size(image_size)
     boxes = check_boxes(boxes)
     x = boxes[:, 0::2].clamp(0, width)
     y = boxes[:, 1::2].clamp(0, height)
@@ -193,7 +193,8 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
     return torch.where((ws >= min_size) & (hs >= min_size))[0]
 
 
-def _image_size(image_size: Sequence[int]) -> tuple[int, int]:
+def check_image_size(image_size: Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` as two ints; ValueError unless it is two positive numbers."""
     if len(image_size) != 2 or min(image_size) <= 0:
         raise ValueError(
             f"image_size must be (height, width) with positive values, got {image_size}"

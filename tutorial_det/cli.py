@@ -570,7 +570,7 @@ def detect_command(args: argparse.Namespace) -> int:
         with torch.no_grad():
             prediction = model([image.to(device)])[0]
         count = len(prediction["scores"])
-        keep = prediction["scores"] >= args.score_threshold
+        keep = prediction["scores"] >= args.score_thresh
         found = {
             key: value[keep].cpu()
             for key, value in prediction.items()
@@ -689,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--checkpoint", required=True, help="a model file written by train")
     p.add_argument("--out", required=True, help="folder for the drawn images")
-    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--score-thresh", type=float, default=0.5)
     p.add_argument("--device", **device, help=device_help)
     return parser
 

@@ -6,7 +6,7 @@
   "loss_classifier", "loss_box_reg"}`` (the RPN's two terms, :func:`tutorial_det.rpn.rpn_loss`,
   and the RoI head's two, :func:`tutorial_det.roi.roi_head_loss`); ``fit`` trains on their sum;
 - evaluation mode, ``model(images)`` -> one ``{"boxes" [D, 4] xyxy, "labels" [D], "scores" [D]}``
-  per image (:func:`detect`).
+  per image (:func:`decode_detections`).
 
 Images are ``[3, H, W]`` floats in [0, 1], a list (sizes may differ) or a ``[N, 3, H, W]``
 batch. The model normalises them itself (``image_mean``, ``image_std``) and pads the batch with
@@ -95,7 +95,7 @@ class TopDownBackbone(nn.Module):
         return F.relu(self.smooth(self.lateral(stage3) + top))
 
 
-def detect(
+def decode_detections(
     class_logits: Tensor,
     box_deltas: Tensor,
     rois: Tensor,
@@ -152,11 +152,11 @@ class FasterRCNN(nn.Module):
             :class:`~tutorial_det.rpn.RegionProposalNetwork`. Anchors crossing the border are
             labelled like the others by default (torchvision's choice; the paper ignores them):
             on 128 px images they are most of the large anchors.
-        roi_batch_size_per_image, roi_positive_fraction, roi_fg_thresh: see
+        roi_batch_size_per_image, roi_positive_fraction, roi_pos_thresh: see
             :func:`tutorial_det.roi.proposal_targets`.
         pooling, pool_size, sampling_ratio, representation_size, paper_init: see
             :class:`tutorial_det.roi.RoIHead`.
-        score_thresh, nms_thresh, detections_per_img: see :func:`detect`.
+        score_thresh, nms_thresh, detections_per_img: see :func:`decode_detections`.
         image_mean, image_std: per-channel normalisation applied inside the model.
     """
 
@@ -177,7 +177,7 @@ class FasterRCNN(nn.Module):
         rpn_test_proposals: ProposalSettings = SMALL_TEST_PROPOSALS,
         roi_batch_size_per_image: int = 128,
         roi_positive_fraction: float = 0.25,
-        roi_fg_thresh: float = 0.5,
+        roi_pos_thresh: float = 0.5,
         pooling: str = "align",
         pool_size: int = 7,
         sampling_ratio: int = 1,
@@ -230,7 +230,7 @@ class FasterRCNN(nn.Module):
         )
         self.roi_batch_size_per_image = roi_batch_size_per_image
         self.roi_positive_fraction = roi_positive_fraction
-        self.roi_fg_thresh = roi_fg_thresh
+        self.roi_pos_thresh = roi_pos_thresh
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
@@ -310,9 +310,9 @@ class FasterRCNN(nn.Module):
                     image_proposals,
                     target["boxes"],
                     target["labels"],
-                    batch_size=self.roi_batch_size_per_image,
+                    batch_size_per_image=self.roi_batch_size_per_image,
                     positive_fraction=self.roi_positive_fraction,
-                    fg_thresh=self.roi_fg_thresh,
+                    pos_thresh=self.roi_pos_thresh,
                 )
                 rois.append(r)
                 labels.append(c)
@@ -328,7 +328,7 @@ class FasterRCNN(nn.Module):
         for image_proposals, size in zip(proposals, sizes, strict=True):
             end = start + len(image_proposals)
             detections.append(
-                detect(
+                decode_detections(
                     class_logits[start:end],
                     box_deltas[start:end],
                     image_proposals,

@@ -88,19 +88,20 @@ def label_anchors(
 
 def sample_labels(
     labels: Tensor,
-    batch_size: int = 256,
+    batch_size_per_image: int = 256,
     positive_fraction: float = 0.5,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Keep a random, balanced mini-batch of labelled anchors; set the others to -1 (ignored).
 
-    Keeps ``min(#positives, int(batch_size * positive_fraction))`` positives and fills the batch
-    with up to ``batch_size - kept positives`` negatives (the paper's 256 anchors, up to 1:1),
-    torchvision's ``BalancedPositiveNegativeSampler`` rule.
+    Keeps ``min(#positives, int(batch_size_per_image * positive_fraction))`` positives and fills
+    the batch with up to ``batch_size_per_image - kept positives`` negatives (the paper's 256
+    anchors, up to 1:1), torchvision's ``BalancedPositiveNegativeSampler`` rule (whose argument
+    names these are).
 
     Args:
         labels: ``[A]`` int64 in {1, 0, -1} (from :func:`label_anchors`).
-        batch_size: anchors per image.
+        batch_size_per_image: anchors per image.
         positive_fraction: largest share of positives.
         generator: a CPU ``torch.Generator``; the choice is a function of its state alone (the
             permutations are drawn on the CPU whatever ``labels``' device), so it is
@@ -117,15 +118,15 @@ def sample_labels(
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
         raise ValueError(f"labels[{i}] = {int(labels[i])} is not one of 1, 0, -1")
-    if batch_size < 0 or not 0 <= positive_fraction <= 1:
+    if batch_size_per_image < 0 or not 0 <= positive_fraction <= 1:
         raise ValueError(
-            f"batch_size must be >= 0 and positive_fraction in [0, 1], got {batch_size}, "
-            f"{positive_fraction}"
+            "batch_size_per_image must be >= 0 and positive_fraction in [0, 1], got "
+            f"{batch_size_per_image}, {positive_fraction}"
         )
     positive = torch.where(labels == 1)[0]
     negative = torch.where(labels == 0)[0]
-    num_pos = min(positive.numel(), int(batch_size * positive_fraction))
-    num_neg = min(negative.numel(), batch_size - num_pos)
+    num_pos = min(positive.numel(), int(batch_size_per_image * positive_fraction))
+    num_neg = min(negative.numel(), batch_size_per_image - num_pos)
     keep_pos = positive[
         torch.randperm(positive.numel(), generator=generator)[:num_pos].to(labels.device)
     ]
@@ -145,7 +146,7 @@ def anchor_targets(
     *,
     pos_thresh: float = 0.7,
     neg_thresh: float = 0.3,
-    batch_size: int | None = 256,
+    batch_size_per_image: int | None = 256,
     positive_fraction: float = 0.5,
     generator: torch.Generator | None = None,
     weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
@@ -159,7 +160,8 @@ def anchor_targets(
             ignored (-1), as in the paper's training; ground truths are labelled against the
             inside anchors only. None labels every anchor.
         pos_thresh, neg_thresh: see :func:`label_anchors`.
-        batch_size: anchors kept by :func:`sample_labels`; None keeps every labelled anchor.
+        batch_size_per_image: anchors kept by :func:`sample_labels`; None keeps every labelled
+            anchor.
         positive_fraction, generator: see :func:`sample_labels`.
         weights: box-coding weights for :func:`tutorial_det.boxes.encode_boxes`.
 
@@ -179,8 +181,8 @@ def anchor_targets(
     labels = torch.full((num,), -1, dtype=torch.int64, device=anchors.device)
     matched_gt = torch.zeros(num, dtype=torch.int64, device=anchors.device)
     labels[keep], matched_gt[keep] = label_anchors(anchors[keep], gt_boxes, pos_thresh, neg_thresh)
-    if batch_size is not None:
-        labels = sample_labels(labels, batch_size, positive_fraction, generator)
+    if batch_size_per_image is not None:
+        labels = sample_labels(labels, batch_size_per_image, positive_fraction, generator)
     deltas = torch.zeros_like(anchors)
     positive = labels == 1
     # A positive anchor overlaps its matched ground truth (IoU > 0), so both have positive sizes.
@@ -191,7 +193,7 @@ def anchor_targets(
 # --------------------------------------------------------------------------- SSD matching
 
 
-def match_priors(priors: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
+def match_priors(priors: Tensor, gt_boxes: Tensor, pos_thresh: float = 0.5) -> Tensor:
     """SSD's matching: the ground truth each prior (default box) must predict, or none.
 
     Two rules, as in the SSD paper (Liu et al. 2016, section 2.2):
@@ -203,7 +205,7 @@ def match_priors(priors: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -
        the matrix, so two objects whose best prior is the same prior get distinct priors (the
        second its next best). It stops when the highest remaining IoU is 0.
     2. **threshold**: every other prior whose highest IoU with any ground truth is
-       ``>= iou_threshold`` takes that ground truth (the first one on ties). A prior taken in
+       ``>= pos_thresh`` takes that ground truth (the first one on ties). A prior taken in
        step 1 keeps the ground truth it was given there.
 
     torchvision's ``SSDMatcher`` gives the same answer whenever the ground truths' best priors
@@ -213,7 +215,7 @@ def match_priors(priors: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -
     Args:
         priors: ``[P, 4]`` xyxy.
         gt_boxes: ``[G, 4]`` xyxy with positive width and height (``G`` may be 0).
-        iou_threshold: IoU at or above which rule 2 matches.
+        pos_thresh: IoU at or above which rule 2 matches.
 
     Returns:
         ``[P]`` int64: the index of the matched ground truth, ``-1`` for background. With no
@@ -222,10 +224,10 @@ def match_priors(priors: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -
     Raises:
         ValueError: a ground truth has zero width or height (it overlaps no prior and its
             regression target, a log of its size, is infinite; torchvision's SSD refuses it too),
-            or ``iou_threshold`` is not in ``(0, 1]``.
+            or ``pos_thresh`` is not in ``(0, 1]``.
     """
-    if not 0 < iou_threshold <= 1:
-        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    if not 0 < pos_thresh <= 1:
+        raise ValueError(f"pos_thresh must be in (0, 1], got {pos_thresh}")
     priors = check_boxes(priors, "priors")
     gt_boxes = check_boxes(gt_boxes, "gt_boxes").to(priors.dtype)
     empty = (gt_boxes[:, 2] <= gt_boxes[:, 0]) | (gt_boxes[:, 3] <= gt_boxes[:, 1])
@@ -241,7 +243,7 @@ def match_priors(priors: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -
         return matched
     iou = box_iou(gt_boxes, priors)  # [G, P]
     best_iou, best_gt = iou.max(dim=0)
-    keep = best_iou >= iou_threshold
+    keep = best_iou >= pos_thresh
     matched[keep] = best_gt[keep]
     remaining = iou.clone()
     for _ in range(num_gt):

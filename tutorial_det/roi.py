@@ -44,10 +44,10 @@ def proposal_targets(
     gt_boxes: Tensor,
     gt_labels: Tensor,
     *,
-    batch_size: int = 128,
+    batch_size_per_image: int = 128,
     positive_fraction: float = 0.25,
-    fg_thresh: float = 0.5,
-    bg_thresh_lo: float = 0.0,
+    pos_thresh: float = 0.5,
+    neg_thresh_lo: float = 0.0,
     add_ground_truth: bool = True,
     weights: Sequence[float] = ROI_BOX_WEIGHTS,
     generator: torch.Generator | None = None,
@@ -56,12 +56,12 @@ def proposal_targets(
 
     1. The ground-truth boxes join the proposals (``add_ground_truth``): early in training the
        proposals are poor, and the ground truths are perfect positives.
-    2. Each candidate takes the ground truth it overlaps most. IoU >= ``fg_thresh`` makes it
-       positive (class of that ground truth), ``bg_thresh_lo <= IoU < fg_thresh`` negative
+    2. Each candidate takes the ground truth it overlaps most. IoU >= ``pos_thresh`` makes it
+       positive (class of that ground truth), ``neg_thresh_lo <= IoU < pos_thresh`` negative
        (class 0, background), anything else is left out.
-    3. :func:`tutorial_det.labelling.sample_labels` keeps ``batch_size`` of them with at most
-       ``positive_fraction`` positives (Fast R-CNN's 128 per image, 25 %: at most 32 positives,
-       the rest filled with negatives).
+    3. :func:`tutorial_det.labelling.sample_labels` keeps ``batch_size_per_image`` of them with at
+       most ``positive_fraction`` positives (Fast R-CNN's 128 per image, 25 %: at most 32
+       positives, the rest filled with negatives).
     4. Positives get regression targets ``encode_boxes(gt, roi, weights)``; negatives zeros.
 
     Args:
@@ -72,7 +72,7 @@ def proposal_targets(
 
     Returns:
         ``rois [S, 4]`` (positives first), ``labels [S]`` int64 (0 for negatives),
-        ``target_deltas [S, 4]`` (zeros for negatives), ``S <= batch_size``.
+        ``target_deltas [S, 4]`` (zeros for negatives), ``S <= batch_size_per_image``.
     """
     proposals = check_boxes(proposals, "proposals")
     gt_boxes = check_boxes(gt_boxes, "gt_boxes").to(proposals)
@@ -85,9 +85,9 @@ def proposal_targets(
         raise ValueError(
             f"gt_labels must be integer classes >= 1 (0 is the background), got {gt_labels.tolist()}"
         )
-    if not 0 <= bg_thresh_lo <= fg_thresh <= 1:
+    if not 0 <= neg_thresh_lo <= pos_thresh <= 1:
         raise ValueError(
-            f"need 0 <= bg_thresh_lo <= fg_thresh <= 1, got {bg_thresh_lo}, {fg_thresh}"
+            f"need 0 <= neg_thresh_lo <= pos_thresh <= 1, got {neg_thresh_lo}, {pos_thresh}"
         )
     candidates = torch.cat((proposals, gt_boxes)) if add_ground_truth else proposals
     if len(gt_boxes):
@@ -96,9 +96,9 @@ def proposal_targets(
         best_iou = candidates.new_zeros(len(candidates))
         matched = torch.zeros(len(candidates), dtype=torch.int64, device=candidates.device)
     labels = torch.full((len(candidates),), -1, dtype=torch.int64, device=candidates.device)
-    labels[(best_iou >= bg_thresh_lo) & (best_iou < fg_thresh)] = 0
-    labels[best_iou >= fg_thresh] = 1
-    sampled = sample_labels(labels, batch_size, positive_fraction, generator)
+    labels[(best_iou >= neg_thresh_lo) & (best_iou < pos_thresh)] = 0
+    labels[best_iou >= pos_thresh] = 1
+    sampled = sample_labels(labels, batch_size_per_image, positive_fraction, generator)
     positive = torch.where(sampled == 1)[0]
     keep = torch.cat((positive, torch.where(sampled == 0)[0]))
     rois = candidates[keep]
@@ -107,7 +107,7 @@ def proposal_targets(
     if len(positive):
         gt = matched[positive]
         classes[: len(positive)] = gt_labels.to(classes.device)[gt]
-        # a positive overlaps its ground truth (IoU >= fg_thresh > 0): both have positive sizes
+        # a positive overlaps its ground truth (IoU >= pos_thresh > 0): both have positive sizes
         deltas[: len(positive)] = encode_boxes(gt_boxes[gt], candidates[positive], weights)
     return rois, classes, deltas
 

@@ -34,8 +34,8 @@ from torch import Tensor, nn
 
 from tutorial_det.anchors import anchor_base, grid_anchors
 from tutorial_det.boxes import (
-    _image_size,
     check_boxes,
+    check_image_size,
     clip_boxes,
     decode_boxes,
     remove_small_boxes,
@@ -381,7 +381,7 @@ class RegionProposalNetwork(nn.Module):
         settings = self.train_proposals if self.training else self.test_proposals
         scores = objectness_probability(logits.detach())
         proposals = [
-            propose(anchors, s, d, _image_size(size), settings)[0]
+            propose(anchors, s, d, check_image_size(size), settings)[0]
             for s, d, size in zip(scores, deltas.detach(), image_sizes, strict=True)
         ]
         if not self.training:
@@ -399,7 +399,7 @@ class RegionProposalNetwork(nn.Module):
                 size if self.ignore_border_anchors else None,
                 pos_thresh=self.pos_thresh,
                 neg_thresh=self.neg_thresh,
-                batch_size=self.batch_size_per_image,
+                batch_size_per_image=self.batch_size_per_image,
                 positive_fraction=self.positive_fraction,
             )
             labels.append(image_labels)

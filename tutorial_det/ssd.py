@@ -68,7 +68,7 @@ def prior_targets(
     priors: Tensor,
     gt_boxes: Tensor,
     gt_labels: Tensor,
-    iou_threshold: float = 0.5,
+    pos_thresh: float = 0.5,
     weights: Sequence[float] = SSD_WEIGHTS,
 ) -> tuple[Tensor, Tensor]:
     """Training targets of one image: a class and box deltas for every prior.
@@ -77,7 +77,7 @@ def prior_targets(
         priors: ``[P, 4]`` xyxy pixels.
         gt_boxes: ``[G, 4]`` xyxy pixels, positive widths and heights (``G`` may be 0).
         gt_labels: ``[G]`` int64 object classes, ``>= 1`` (0 is the background).
-        iou_threshold: see :func:`tutorial_det.labelling.match_priors`.
+        pos_thresh: see :func:`tutorial_det.labelling.match_priors`.
         weights: box-coding weights (SSD's variances 0.1, 0.2 are (10, 10, 5, 5)).
 
     Returns:
@@ -94,7 +94,7 @@ def prior_targets(
             f"gt_labels must be integer object classes >= 1 (0 is the background), got "
             f"{gt_labels.tolist()}"
         )
-    matched = match_priors(priors, gt_boxes, iou_threshold)
+    matched = match_priors(priors, gt_boxes, pos_thresh)
     positive = matched >= 0
     labels = torch.zeros(len(priors), dtype=torch.int64, device=priors.device)
     labels[positive] = gt_labels.to(priors.device)[matched[positive]]
@@ -314,7 +314,7 @@ class SSD(nn.Module):
         aspect_ratios: Sequence[Sequence[float]] = SMALL_SSD_ASPECT_RATIOS,
         image_mean: Sequence[float] = IMAGENET_MEAN,
         image_std: Sequence[float] = IMAGENET_STD,
-        iou_threshold: float = 0.5,
+        pos_thresh: float = 0.5,
         neg_pos_ratio: float = 3.0,
         score_thresh: float = 0.01,
         nms_thresh: float = 0.45,
@@ -371,7 +371,7 @@ class SSD(nn.Module):
         self.register_buffer(
             "image_std", torch.tensor(image_std).reshape(1, 3, 1, 1), persistent=False
         )
-        self.iou_threshold = iou_threshold
+        self.pos_thresh = pos_thresh
         self.neg_pos_ratio = neg_pos_ratio
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
@@ -442,7 +442,7 @@ class SSD(nn.Module):
             for i, target in enumerate(targets):
                 try:
                     image_labels, image_deltas = prior_targets(
-                        priors, target["boxes"], target["labels"], self.iou_threshold
+                        priors, target["boxes"], target["labels"], self.pos_thresh
                     )
                 except (KeyError, ValueError) as error:
                     raise ValueError(f"targets[{i}]: {error}") from error

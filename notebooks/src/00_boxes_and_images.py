@@ -161,7 +161,7 @@ plt.show()
 
 
 # %%
-def iou_matrix_loop(boxes1, boxes2):
+def box_iou_loop(boxes1, boxes2):
     """[N, 4] x [M, 4] -> [N, M], one pair at a time."""
     out = torch.zeros(len(boxes1), len(boxes2))
     rows1, rows2 = boxes1.tolist(), boxes2.tolist()
@@ -178,7 +178,7 @@ def iou_matrix_loop(boxes1, boxes2):
 
 
 # %%
-def iou_matrix(boxes1, boxes2):
+def box_iou_by_hand(boxes1, boxes2):
     """[N, 4] x [M, 4] -> [N, M] by broadcasting."""
     area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])  # [N]
     area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])  # [M]
@@ -201,11 +201,11 @@ g = torch.Generator().manual_seed(0)
 many, few = random_boxes(8940, generator=g), random_boxes(2, generator=g)
 print("broadcast shapes:", tuple(many[:, None, :2].shape), "vs", tuple(few[None, :, :2].shape))
 reference = torchvision.ops.box_iou(many, few)
-print("result shape:", tuple(iou_matrix(many, few).shape))
+print("result shape:", tuple(box_iou_by_hand(many, few).shape))
+print("loop       == torchvision:", torch.allclose(box_iou_loop(many, few), reference, atol=1e-6))
 print(
-    "loop       == torchvision:", torch.allclose(iou_matrix_loop(many, few), reference, atol=1e-6)
+    "vectorised == torchvision:", torch.allclose(box_iou_by_hand(many, few), reference, atol=1e-6)
 )
-print("vectorised == torchvision:", torch.allclose(iou_matrix(many, few), reference, atol=1e-6))
 print("package    == torchvision:", torch.allclose(B.box_iou(many, few), reference, atol=1e-6))
 
 # %% [markdown]
@@ -214,8 +214,8 @@ print("package    == torchvision:", torch.allclose(B.box_iou(many, few), referen
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-t_loop = median_time_ms(lambda: iou_matrix_loop(many, few), repeat=3)
-t_ours = median_time_ms(lambda: iou_matrix(many, few), repeat=20)
+t_loop = median_time_ms(lambda: box_iou_loop(many, few), repeat=3)
+t_ours = median_time_ms(lambda: box_iou_by_hand(many, few), repeat=20)
 t_tv = median_time_ms(lambda: torchvision.ops.box_iou(many, few), repeat=20)
 print(f"double loop : {t_loop:8.2f} ms")
 print(f"broadcasting: {t_ours:8.3f} ms  ({t_loop / t_ours:.0f}x faster than the loop)")
@@ -228,14 +228,14 @@ print(f"torchvision : {t_tv:8.3f} ms  (ours / torchvision = {t_ours / t_tv:.2f})
 #
 # ## 5. Edge cases: zero areas and empty sets
 #
-# Our `iou_matrix` has a hidden bug. A box with zero width or height (a point or a line: it
+# Our `box_iou_by_hand` has a hidden bug. A box with zero width or height (a point or a line: it
 # happens after clipping a box that lay entirely outside the image) has area 0. Two of them give a
 # union of 0 and the division `0 / 0`:
 
 # %%
 point = torch.tensor([[5.0, 5.0, 5.0, 5.0]])
-print("iou_matrix :", iou_matrix(point, point))
-print("box_iou    :", B.box_iou(point, point))
+print("box_iou_by_hand:", box_iou_by_hand(point, point))
+print("B.box_iou      :", B.box_iou(point, point))
 
 # %% [markdown]
 # `NaN` spreads: a `NaN` IoU makes every comparison with it false, so a box silently ends up
@@ -302,14 +302,14 @@ for name, box_yxyx in [
 #
 # `check_box_iou(fn)` runs a function of yours on known answers, edge cases and random boxes, and
 # tells you which case fails, what it expected and a hint. First, see what it says about the
-# `iou_matrix` we wrote above:
+# `box_iou_by_hand` we wrote above:
 
 # %%
-check_box_iou(iou_matrix)
+check_box_iou(box_iou_by_hand)
 
 # %% [markdown]
 # Only the zero-area case fails, as we found by hand. Now write your own version below, one that
-# passes every case (don't copy `iou_matrix`: start from the formula). Replace the
+# passes every case (don't copy `box_iou_by_hand`: start from the formula). Replace the
 # `raise NotImplementedError` and run the check again.
 
 

@@ -248,7 +248,9 @@ plt.show()
 
 # %%
 generator = torch.Generator().manual_seed(0)
-sampled = sample_labels(labels, batch_size=256, positive_fraction=0.5, generator=generator)
+sampled = sample_labels(
+    labels, batch_size_per_image=256, positive_fraction=0.5, generator=generator
+)
 print(
     "sampled: positive",
     int((sampled == 1).sum()),

@@ -107,7 +107,10 @@ for g in range(len(gt)):
 # %%
 labels = positive.long()
 sampled = sample_labels(
-    labels, batch_size=128, positive_fraction=0.25, generator=torch.Generator().manual_seed(0)
+    labels,
+    batch_size_per_image=128,
+    positive_fraction=0.25,
+    generator=torch.Generator().manual_seed(0),
 )
 print("sampled positives:", int((sampled == 1).sum()), "| negatives:", int((sampled == 0).sum()))
 

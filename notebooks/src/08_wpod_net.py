@@ -219,11 +219,12 @@ print("our alpha    :", W.alpha_for_sizes(*views.plate_width), "=", W.PLATES_ALP
 # cell's frame, the same scale as the unit square: the network's affine values stay near 1 for
 # every plate size, which keeps the regression well conditioned.
 #
-# **Which cells hold a plate?** The paper's rule (`gamma_obj = 0.3`): a cell is an object cell
-# when the plate's bounding box has IoU above `gamma_obj` with a box of the same size centred on
-# the cell. A thin plate can fail that everywhere (a 9-pixel-tall plate is more than half a cell
-# off every cell centre), so this package also makes the cell that contains the plate's centre
-# positive. Here are the IoUs for one plate, and its object cells:
+# **Which cells hold a plate?** The paper's rule (its gamma_obj; `pos_thresh = 0.3` here, lesson
+# 03's name for the positive IoU threshold): a cell is an object cell when the plate's bounding box
+# has IoU above `pos_thresh` with a box of the same size centred on the cell. A thin plate can fail
+# that everywhere (a 9-pixel-tall plate is more than half a cell off every cell centre), so this
+# package also makes the cell that contains the plate's centre positive. Here are the IoUs for one
+# plate, and its object cells:
 
 # %%
 image, target = plates[3]

@@ -240,7 +240,7 @@ def _compare_targets(got: Any, expected: tuple) -> str | None:
 def _all_targets(proposals, gt_boxes, gt_labels):
     """The reference with a sample large enough to keep every candidate (no randomness)."""
     return proposal_targets(
-        proposals, gt_boxes, gt_labels, batch_size=10_000, positive_fraction=0.5
+        proposals, gt_boxes, gt_labels, batch_size_per_image=10_000, positive_fraction=0.5
     )
 
 

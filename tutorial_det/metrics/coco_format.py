@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor
 
 from tutorial_det.boxes import box_convert
-from tutorial_det.metrics.evaluation import _flatten
+from tutorial_det.metrics.evaluation import flatten_preds_targets
 
 
 def to_coco(
@@ -32,7 +32,7 @@ def to_coco(
         attribute, and the detection list for ``COCO.loadRes``. pycocotools writes into both,
         so build them again for a second evaluation.
     """
-    dets, gts = _flatten(preds, targets)
+    dets, gts = flatten_preds_targets(preds, targets)
     labels = sorted(set(dets["labels"].tolist()) | set(gts["labels"].tolist()))
     annotations = [
         {

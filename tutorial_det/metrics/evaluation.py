@@ -82,7 +82,7 @@ def mean_average_precision(
     ):
         raise ValueError(f"max_detections must be a positive int, got {max_detections!r}")
     limits = sorted({m for m in (1, 10, max_detections) if m <= max_detections})
-    dets, gts = _flatten(preds, targets)
+    dets, gts = flatten_preds_targets(preds, targets)
     classes = torch.cat((dets["labels"], gts["labels"])).unique(sorted=True)
     dets, gts = _sort_into_groups(dets, gts, classes)
 
@@ -249,7 +249,7 @@ def _cat(parts: list[Tensor], empty_shape: tuple[int, ...], dtype: torch.dtype) 
     return torch.cat(parts).detach().to(dtype) if parts else torch.zeros(empty_shape, dtype=dtype)
 
 
-def _flatten(preds, targets) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+def flatten_preds_targets(preds, targets) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """All images' detections and ground truths as flat float64 / int64 / bool tensors, with the
     index of each box's image (``"image"``); every error names the image and the key."""
     for name, value in (("preds", preds), ("targets", targets)):

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.patches import Rectangle
 
-from tutorial_det.boxes import _image_size, check_boxes
+from tutorial_det.boxes import check_boxes, check_image_size
 from tutorial_det.viz.core import class_colour, draw_boxes
 
 #: Colour and name of each anchor label (1 object, 0 background, -1 ignored) in every figure.
@@ -29,7 +29,7 @@ def draw_cell_grid(
 ) -> LineCollection:
     """The borders of the ``stride x stride`` feature cells over an image of ``(height, width)``:
     one line every ``stride`` pixels, as one ``LineCollection`` (returned)."""
-    height, width = _image_size(image_size)
+    height, width = check_image_size(image_size)
     if stride <= 0:
         raise ValueError(f"stride must be positive, got {stride}")
     xs = torch.arange(0, width + 1e-6, stride).tolist()
@@ -65,7 +65,7 @@ def draw_anchors(
     if colours is not None and len(colours) != len(anchors):
         raise ValueError(f"colours has {len(colours)} entries for {len(anchors)} anchors")
     if image_size is not None:
-        height, width = _image_size(image_size)
+        height, width = check_image_size(image_size)
         inside = (
             (anchors[:, 0] >= 0)
             & (anchors[:, 1] >= 0)

@@ -35,14 +35,14 @@ class LabellingView:
             sampling is off.
         counts: ``(positive, negative, ignored)`` of ``labels``.
         sampled_counts: the same for ``sampled`` (None when sampling is off).
-        batch_size: the mini-batch size asked for (None when sampling is off).
+        batch_size_per_image: the mini-batch size asked for (None when sampling is off).
     """
 
     labels: torch.Tensor
     sampled: torch.Tensor | None
     counts: tuple[int, int, int]
     sampled_counts: tuple[int, int, int] | None
-    batch_size: int | None
+    batch_size_per_image: int | None
 
 
 class LabellingExplorer(Explorer):
@@ -51,7 +51,7 @@ class LabellingExplorer(Explorer):
     Only anchors lying entirely inside the image are labelled (the others are ignored in
     training, as in the Faster R-CNN paper). Controls (set ``.value`` to drive it from code):
     :attr:`pos_thresh`, :attr:`neg_thresh` (``FloatSlider``), :attr:`sample` (``Checkbox``),
-    :attr:`batch_size` (``IntSlider``), :attr:`positive_fraction` (``FloatSlider``),
+    :attr:`batch_size_per_image` (``IntSlider``), :attr:`positive_fraction` (``FloatSlider``),
     :attr:`seed` (``IntSlider``: which random mini-batch) and :attr:`show_positive`,
     :attr:`show_negative`, :attr:`show_ignored` (``Checkbox``: what is drawn).
 
@@ -61,7 +61,7 @@ class LabellingExplorer(Explorer):
         gt_labels: ``[G]`` class ids, captioned on the boxes (default: 1, 2, ... G).
         class_names: names for ``gt_labels`` (a list or dict), as in :func:`draw_boxes`.
         stride, ratios, scales: the anchors (Faster R-CNN's 16, 0.5/1/2, 8/16/32).
-        pos_thresh, neg_thresh, batch_size, positive_fraction, seed: starting values.
+        pos_thresh, neg_thresh, batch_size_per_image, positive_fraction, seed: starting values.
     """
 
     def __init__(
@@ -75,7 +75,7 @@ class LabellingExplorer(Explorer):
         scales: Sequence[float] = (8, 16, 32),
         pos_thresh: float = 0.7,
         neg_thresh: float = 0.3,
-        batch_size: int = 256,
+        batch_size_per_image: int = 256,
         positive_fraction: float = 0.5,
         seed: int = 0,
     ) -> None:
@@ -94,8 +94,8 @@ class LabellingExplorer(Explorer):
             value=neg_thresh, min=0.0, max=1.0, step=0.05, description="negative: IoU <"
         )
         self.sample = widgets.Checkbox(value=True, description="sample a mini-batch")
-        self.batch_size = widgets.IntSlider(
-            value=batch_size, min=0, max=1024, step=16, description="batch size"
+        self.batch_size_per_image = widgets.IntSlider(
+            value=batch_size_per_image, min=0, max=1024, step=16, description="batch size"
         )
         self.positive_fraction = widgets.FloatSlider(
             value=positive_fraction,
@@ -113,7 +113,7 @@ class LabellingExplorer(Explorer):
                 self.pos_thresh,
                 self.neg_thresh,
                 self.sample,
-                self.batch_size,
+                self.batch_size_per_image,
                 self.positive_fraction,
                 self.seed,
                 self.show_positive,
@@ -135,7 +135,7 @@ class LabellingExplorer(Explorer):
         if not self.sample.value:
             return LabellingView(labels, None, _counts(labels), None, None)
         generator = torch.Generator().manual_seed(int(self.seed.value))
-        batch = int(self.batch_size.value)
+        batch = int(self.batch_size_per_image.value)
         sampled = sample_labels(labels, batch, round(self.positive_fraction.value, 6), generator)
         return LabellingView(labels, sampled, _counts(labels), _counts(sampled), batch)
 
@@ -151,7 +151,7 @@ class LabellingExplorer(Explorer):
             return text + " No sampling: every labelled anchor counts in the loss."
         pos, neg, ign = view.sampled_counts
         return (
-            text + f" Sampled (batch {view.batch_size}): {pos} positive, {neg} negative, "
+            text + f" Sampled (batch {view.batch_size_per_image}): {pos} positive, {neg} negative, "
             f"{ign} ignored."
         )
 

@@ -7,7 +7,7 @@ and a 2 x 3 affine map that warps a unit square onto the plate's four corners. T
   ``[B, 8, H/16, W/16]``, with a width multiplier;
 - :mod:`~tutorial_det.wpod.targets`: alpha, positive cells and the ``[B, 9, H, W]`` targets;
 - :mod:`~tutorial_det.wpod.loss`: :func:`wpod_loss` (affine L1 + two log losses);
-- :mod:`~tutorial_det.wpod.decode`: :func:`decode_wpod` (threshold, corners to pixels, NMS);
+- :mod:`~tutorial_det.wpod.decode`: :func:`decode_detections` (threshold, corners to pixels, NMS);
 - :mod:`~tutorial_det.wpod.geometry`: :func:`warp_unit_square`, :func:`homography`,
   :func:`rectify` (a plate to a frontal picture), :func:`quad_iou`, :func:`quad_area`;
 - :mod:`~tutorial_det.wpod.model`: :class:`WPODDetector` in torchvision's contract and
@@ -20,7 +20,7 @@ Corners are always ``[N, 4, 2]`` ``(x, y)`` pixels, top-left, top-right, bottom-
 bottom-left of the plate as it reads.
 """
 
-from tutorial_det.wpod.decode import decode_wpod
+from tutorial_det.wpod.decode import decode_detections
 from tutorial_det.wpod.draw import draw_quads
 from tutorial_det.wpod.evaluation import evaluate_plates
 from tutorial_det.wpod.geometry import (
@@ -34,12 +34,11 @@ from tutorial_det.wpod.geometry import (
 )
 from tutorial_det.wpod.loss import wpod_loss, wpod_loss_terms
 from tutorial_det.wpod.model import WPODDetector, build_wpod
-from tutorial_det.wpod.network import WPODNet
+from tutorial_det.wpod.network import STRIDE, WPODNet
 from tutorial_det.wpod.targets import (
-    GAMMA_OBJ,
     PAPER_ALPHA,
     PLATES_ALPHA,
-    STRIDE,
+    POS_THRESH,
     alpha_for_sizes,
     encode_targets,
     positive_cells,
@@ -47,7 +46,7 @@ from tutorial_det.wpod.targets import (
 from tutorial_det.wpod.training import pool_batches, train_on_plates
 
 __all__ = [
-    "GAMMA_OBJ",
+    "POS_THRESH",
     "PAPER_ALPHA",
     "PLATES_ALPHA",
     "STRIDE",
@@ -57,7 +56,7 @@ __all__ = [
     "alpha_for_sizes",
     "build_wpod",
     "check_quads",
-    "decode_wpod",
+    "decode_detections",
     "draw_quads",
     "encode_targets",
     "evaluate_plates",

@@ -4,7 +4,7 @@
   "loss_background"}``, each averaged over the images; their sum is
   ``wpod_loss(output, encode_targets(...))``. Every target needs ``"corners"`` ``[N, 4, 2]``.
 - eval mode: ``model(images)`` -> one ``{"boxes", "labels", "scores", "corners"}`` per image
-  (:func:`~tutorial_det.wpod.decode_wpod`).
+  (:func:`~tutorial_det.wpod.decode_detections`).
 
 Images may differ in size: they are padded with zeros at the bottom and right to a common size
 that is a multiple of 16. Padding there leaves pixel coordinates unchanged, so targets and
@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tutorial_det.wpod.decode import decode_wpod
+from tutorial_det.wpod.decode import decode_detections
 from tutorial_det.wpod.loss import wpod_loss_terms
 from tutorial_det.wpod.network import WPODNet
-from tutorial_det.wpod.targets import GAMMA_OBJ, PLATES_ALPHA, encode_targets
+from tutorial_det.wpod.targets import PLATES_ALPHA, POS_THRESH, encode_targets
 
 
 class WPODDetector(nn.Module):
@@ -32,8 +32,8 @@ class WPODDetector(nn.Module):
     Args:
         width: channel multiplier of the network (1.0 = the paper's).
         alpha: side of the fictional square in output cells (see :mod:`tutorial_det.wpod.targets`).
-        gamma_obj: IoU threshold of the positive-cell rule.
-        score_threshold, nms_threshold, max_detections: decoding in eval mode.
+        pos_thresh: IoU threshold of the positive-cell rule.
+        score_thresh, nms_thresh, detections_per_img: decoding in eval mode.
 
     Attributes:
         net: the :class:`~tutorial_det.wpod.WPODNet`; ``model.output_map(images)`` runs it on a
@@ -44,20 +44,20 @@ class WPODDetector(nn.Module):
         self,
         width: float = 1.0,
         alpha: float = PLATES_ALPHA,
-        gamma_obj: float = GAMMA_OBJ,
-        score_threshold: float = 0.5,
-        nms_threshold: float = 0.3,
-        max_detections: int = 100,
+        pos_thresh: float = POS_THRESH,
+        score_thresh: float = 0.5,
+        nms_thresh: float = 0.3,
+        detections_per_img: int = 100,
     ) -> None:
         super().__init__()
         if not alpha > 0:
             raise ValueError(f"alpha must be positive, got {alpha}")
         self.net = WPODNet(width)
         self.alpha = float(alpha)
-        self.gamma_obj = float(gamma_obj)
-        self.score_threshold = float(score_threshold)
-        self.nms_threshold = float(nms_threshold)
-        self.max_detections = int(max_detections)
+        self.pos_thresh = float(pos_thresh)
+        self.score_thresh = float(score_thresh)
+        self.nms_thresh = float(nms_thresh)
+        self.detections_per_img = int(detections_per_img)
 
     @property
     def stride(self) -> int:
@@ -99,14 +99,14 @@ class WPODDetector(nn.Module):
         batch, sizes = self.batch_images(images)
         output = self.net(batch)
         if not self.training:
-            return decode_wpod(
+            return decode_detections(
                 output,
                 self.alpha,
                 self.stride,
-                self.score_threshold,
-                self.nms_threshold,
+                self.score_thresh,
+                self.nms_thresh,
                 sizes,
-                self.max_detections,
+                self.detections_per_img,
             )
         if targets is None or len(targets) != len(sizes):
             got = "none" if targets is None else len(targets)
@@ -121,7 +121,9 @@ class WPODDetector(nn.Module):
                     "[N, 4, 2], not only boxes"
                 )
             corners.append(t["corners"].to(output.device))
-        target = encode_targets(corners, output.shape[-2:], self.alpha, self.stride, self.gamma_obj)
+        target = encode_targets(
+            corners, output.shape[-2:], self.alpha, self.stride, self.pos_thresh
+        )
         terms = wpod_loss_terms(output, target)
         return {f"loss_{name}": value.mean() for name, value in terms.items()}
 

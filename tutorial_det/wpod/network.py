@@ -43,6 +43,9 @@ LAYOUT: tuple[tuple[str, int], ...] = (
     ("res", 128),
 )
 
+#: The network's total stride: one 2 x 2 max-pooling per "pool" layer of :data:`LAYOUT` (16).
+STRIDE = 2 ** sum(kind == "pool" for kind, _ in LAYOUT)
+
 
 class ConvBNReLU(nn.Sequential):
     """3 x 3 convolution (padding 1, no bias) + batch norm + ReLU."""
@@ -99,7 +102,7 @@ class WPODNet(nn.Module):
     ``forward(x [B, 3, H, W])`` -> ``[B, 8, H // 16, W // 16]`` (H and W multiples of 16).
     """
 
-    stride = 16
+    stride = STRIDE
 
     def __init__(self, width: float = 1.0) -> None:
         super().__init__()

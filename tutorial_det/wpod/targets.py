@@ -15,10 +15,10 @@ other data. The paper centres the frame on ``(j, i)``; the ``+ 0.5`` here only m
 the cell's centre, consistently in encoding and decoding.
 
 Positive cells (our reading of the paper's rule, whose wording we could not check word for word):
-a cell holds a plate when the plate's bounding box has IoU greater than ``gamma_obj`` (0.3 in the
-paper) with a box of the same size centred on the cell's centre. Thin plates (a 9-pixel-tall plate
-at stride 16) can fail this test at every cell, so the cell containing the centre of the plate's
-bounding box is always positive too, a documented addition of ours. A cell claimed by two plates
+a cell holds a plate when the plate's bounding box has IoU greater than ``pos_thresh`` (the
+paper's gamma_obj, 0.3) with a box of the same size centred on the cell's centre. Thin plates (a
+9-pixel-tall plate at stride 16) can fail this test at every cell, so the cell containing the
+centre of the plate's bounding box is always positive too, a documented addition of ours. A cell claimed by two plates
 goes to the one with the larger IoU (the centre rule counting as above any IoU).
 """
 
@@ -31,15 +31,13 @@ from torch import Tensor
 
 from tutorial_det.boxes import box_iou
 from tutorial_det.wpod.geometry import check_quads
-
-#: The network's total stride: four 2 x 2 max-poolings.
-STRIDE = 16
+from tutorial_det.wpod.network import STRIDE
 
 #: The paper's alpha: ((208 + 40) / 2) / 16, plates 40 to 208 pixels wide, stride 16.
 PAPER_ALPHA = 7.75
 
-#: Positive-cell IoU threshold of the paper.
-GAMMA_OBJ = 0.3
+#: Positive-cell IoU threshold: the paper's gamma_obj.
+POS_THRESH = 0.3
 
 
 def alpha_for_sizes(smallest: float, largest: float, stride: int = STRIDE) -> float:
@@ -75,7 +73,7 @@ def positive_cells(
     corners: Tensor,
     grid_size: Sequence[int],
     stride: int = STRIDE,
-    gamma_obj: float = GAMMA_OBJ,
+    pos_thresh: float = POS_THRESH,
 ) -> Tensor:
     """Which plate each output cell holds: ``[H, W]`` int64, the plate index or -1 for none.
 
@@ -83,7 +81,7 @@ def positive_cells(
         corners: ``[N, 4, 2]`` plate corners of one image, in pixels.
         grid_size: ``(H, W)`` of the output grid.
         stride: pixels per cell.
-        gamma_obj: IoU threshold of the positive-cell rule (see the module docstring).
+        pos_thresh: IoU threshold of the positive-cell rule (see the module docstring).
     """
     corners = check_quads(corners, "corners")
     height, width = grid_size
@@ -106,7 +104,7 @@ def positive_cells(
     plates = torch.arange(len(corners), device=corners.device)
     score[plates, row * width + col] += 1.0  # above any IoU: the centre cell always counts
     best, index = score.max(dim=0)
-    owner.view(-1)[best > gamma_obj] = index[best > gamma_obj]
+    owner.view(-1)[best > pos_thresh] = index[best > pos_thresh]
     return owner
 
 
@@ -115,7 +113,7 @@ def encode_targets(
     grid_size: Sequence[int],
     alpha: float = PLATES_ALPHA,
     stride: int = STRIDE,
-    gamma_obj: float = GAMMA_OBJ,
+    pos_thresh: float = POS_THRESH,
 ) -> Tensor:
     """The loss's target ``[B, 9, H, W]`` for a batch of images.
 
@@ -123,7 +121,7 @@ def encode_targets(
         corners: one ``[N_b, 4, 2]`` tensor of plate corners (pixels; top-left, top-right,
             bottom-right, bottom-left) per image; ``N_b`` may be 0.
         grid_size: ``(H, W)`` of the network's output for these images.
-        alpha, stride, gamma_obj: see the module docstring.
+        alpha, stride, pos_thresh: see the module docstring.
 
     Returns:
         Channel 0: 1 on object cells, else 0. Channels 1-8: ``x1, y1, x2, y2, x3, y3, x4, y4``,
@@ -139,7 +137,7 @@ def encode_targets(
     target = torch.zeros((len(corners), 9, height, width), device=device)
     for b, quads in enumerate(corners):
         quads = check_quads(quads, f"corners[{b}]")
-        owner = positive_cells(quads, grid_size, stride, gamma_obj)
+        owner = positive_cells(quads, grid_size, stride, pos_thresh)
         rows, cols = (owner >= 0).nonzero(as_tuple=True)
         if len(rows) == 0:
             continue
