@@ -154,6 +154,9 @@ CASES = (
     ),
 )
 
+#: A lesson whose prose quotes computed numbers through `say` cells stored collapsed.
+SENTENCES = "00_boxes_and_images.ipynb"
+
 # The notebook panel showing `path`, found among the main area's widgets (JavaScript).
 FIND_PANEL = """(path) => {
     const app = window.jupyterapp;
@@ -212,6 +215,22 @@ TAG_CELL = f"""([path, prefix, name]) => {{
         (cell) => cell.model.type === 'code' && cell.model.sharedModel.getSource().startsWith(prefix));
     if (index >= 0) panel.content.widgets[index].node.setAttribute('data-explorer', name);
     return index;
+}}"""
+
+# Every code cell that shows sentences: whether JupyterLab hides its code, the text of its rendered
+# Markdown output, and whether its code editor is visible.
+SAID_CELLS = f"""(path) => {{
+    const panel = ({FIND_PANEL})(path);
+    return panel.content.widgets
+        .filter((cell) => cell.model.type === 'code'
+                && cell.model.sharedModel.getSource().startsWith('say('))
+        .map((cell) => {{
+            const editor = cell.node.querySelector('.jp-InputArea-editor');
+            const markdown = cell.node.querySelector('.jp-OutputArea-output.jp-RenderedMarkdown');
+            return {{hidden: cell.inputHidden,
+                     editorShown: !!(editor && editor.offsetParent !== null),
+                     text: markdown ? markdown.innerText : null}};
+        }});
 }}"""
 
 # SHA-256 of the PNG an <img> shows (ipywidgets gives it a blob: URL of the kernel's bytes).
@@ -301,7 +320,7 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
     home = tmp_path_factory.mktemp("lab")
     root, runtime, settings = home / "notebooks", home / "runtime", home / "settings"
     root.mkdir()
-    for name in sorted({case.notebook for case in CASES}):
+    for name in sorted({case.notebook for case in CASES} | {SENTENCES}):
         shutil.copy(ROOT / "notebooks" / name, root / name)
     for plugin, values in LAB_SETTINGS.items():
         path = settings / f"{plugin}.jupyterlab-settings"
@@ -530,3 +549,25 @@ def test_explorer_responds_in_jupyterlab(case: Case, lessons: Lessons, screensho
             f"{case.name}: the picture did not change after {change.label} = {change.value}"
         )
         _screenshot(page, explorer, screenshots / f"explorer_{case.name}_after{step}.png")
+
+
+def test_sentences_show_as_markdown_under_collapsed_code(lab: Lab, browser, screenshots: Path):
+    """JupyterLab honours the stored `source_hidden`: a `say` cell shows only its sentence."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        page.goto(f"{lab.url}/lab/tree/{SENTENCES}?token={lab.token}")
+        page.wait_for_function(PANEL_READY, arg=SENTENCES, timeout=OPEN_S * 1000, polling=250)
+        said = page.evaluate(SAID_CELLS, SENTENCES)
+        assert said, f"{SENTENCES} has no say( cells"
+        for cell in said:
+            assert cell["hidden"] and not cell["editorShown"], cell
+            assert cell["text"] and "{" not in cell["text"], cell
+        assert said[0]["text"].startswith('There is no "+1"'), said[0]
+        page.evaluate(TAG_CELL, [SENTENCES, "say(", "sentence"])
+        cell = page.locator('[data-explorer="sentence"]')
+        cell.scroll_into_view_if_needed()
+        page.screenshot(path=screenshots / "sentences.png")
+    finally:
+        context.close()
+        _shut_down_kernels(lab)

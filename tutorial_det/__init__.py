@@ -6,7 +6,8 @@ The package holds the tested reference implementation of every step the notebook
 registry the command line builds detectors from), ``model_file`` (saved detectors that rebuild
 themselves) and ``cli`` (the ``tutorial-det`` / ``python -m tutorial_det`` command), plus ``samples`` (the real photos in images/),
 ``naive`` (the slow loop versions lessons show and benchmarks time), ``viz`` (drawing), ``widgets``
-(ipywidgets explorers), ``exercises`` (automatic feedback) and ``runtime`` (device and seeding).
+(ipywidgets explorers), ``exercises`` (automatic feedback), ``prose`` (lesson sentences that
+quote computed numbers) and ``runtime`` (device and seeding).
 """
 
 __version__ = "0.1.0"

@@ -22,6 +22,7 @@ import torchvision
 
 from tutorial_det import boxes as B
 from tutorial_det.exercises import check_box_iou
+from tutorial_det.prose import say
 from tutorial_det.runtime import median_time_ms, seed_everything
 from tutorial_det.samples import load_sample, sample_categories
 from tutorial_det.viz import draw_boxes, show_image
@@ -39,7 +40,9 @@ seed_everything(0)
 image, target = load_sample("coffee")
 names = sample_categories()  # label id -> name
 label_of = {name: label for label, name in names.items()}
-print("image:", tuple(image.shape), image.dtype)
+print(
+    "image:", tuple(image.shape), image.dtype, f"values in [{image.min():.0f}, {image.max():.0f}]"
+)
 print("boxes:", tuple(target["boxes"].shape))
 for box, label in zip(target["boxes"].tolist(), target["labels"].tolist(), strict=True):
     print(f"  {names[label]:>7}: {box}")
@@ -63,18 +66,25 @@ plt.show()
 # | `cxcywh` | centre x, centre y, width, height | SSD priors, the box regression targets |
 # | `yxyx` | top, left, bottom, right | TensorFlow, and many older notebooks |
 #
-# `tutorial_det` keeps every box in `xyxy` and converts only at the edges. There is no "+1": the
-# box `(10, 20, 50, 80)` is `50 - 10 = 40` pixels wide, not 41.
+# `tutorial_det` keeps every box in `xyxy` and converts only at the edges. Here is the cup's box in
+# each format:
 
 # %%
 cup = target["boxes"][target["labels"] == label_of["cup"]]
 for fmt in B.FORMATS:
     print(f"{fmt:>7}: {B.box_convert(cup, 'xyxy', fmt)[0].tolist()}")
+x1, _, x2, _ = cup[0].tolist()
+
+# %% jupyter={"source_hidden": true}
+say(
+    f'There is no "+1": the cup\'s box is `x2 - x1 = {x2:g} - {x1:g} = {x2 - x1:g}` pixels wide, '
+    f"not {x2 - x1 + 1:g}, as the `xywh` row says."
+)
 
 # %% [markdown]
-# Every conversion goes through `xyxy`, so a round trip must give back exactly the box we started
-# from. Checking that on all boxes is cheap, and torchvision agrees with us on the three formats it
-# knows (it has no `yxyx`):
+# Every conversion goes through `xyxy`, so a round trip is two conversions that undo each other.
+# On the photo's boxes it gives back exactly the boxes we started from, and torchvision agrees
+# with us on the three formats it knows (it has no `yxyx`):
 
 # %%
 for fmt in B.FORMATS:
@@ -93,6 +103,7 @@ for fmt in B.FORMATS:
 # Two more operations appear in every detector: **clipping** boxes to the image (a predicted box
 # may stick out of it) and **removing tiny boxes**. Clipping clamps `x` to `[0, width]` and `y` to
 # `[0, height]`; note that `clip_boxes` takes the image size as `(height, width)`, like torchvision.
+# `remove_small_boxes` returns the indices of the boxes it keeps, also like torchvision.
 
 # %%
 height, width = image.shape[-2:]
@@ -102,7 +113,9 @@ sticking_out = torch.tensor(
 clipped = B.clip_boxes(sticking_out, (height, width))
 print("image size (h, w):", (height, width))
 print("clipped:", clipped.tolist())
-print("at least 16 px wide and tall:", B.remove_small_boxes(clipped, min_size=16).tolist())
+print("widths:", (clipped[:, 2] - clipped[:, 0]).tolist())
+print("heights:", (clipped[:, 3] - clipped[:, 1]).tolist())
+print("kept, at least 16 px wide and tall:", B.remove_small_boxes(clipped, min_size=16).tolist())
 
 # %% [markdown]
 # ## 3. Intersection over union
@@ -138,19 +151,25 @@ print(iou_pair((0, 0, 10, 10), (10, 0, 20, 10)))  # touching along an edge: no a
 # width overlap by only one third: IoU is a strict measure. A detection with IoU 0.5 against the
 # truth, the usual threshold for "found it", is already visibly off.
 #
-# On the photo the cup stands on the saucer: most of the cup's box lies inside the saucer's box,
-# yet their IoU is only about 0.4, because the union is dominated by the larger box. IoU rewards
-# boxes that agree in position **and** size.
+# On the photo the cup stands on the saucer. Their intersection is shaded white:
 
 # %%
 saucer = target["boxes"][target["labels"] == label_of["saucer"]]
 a, b = cup[0].tolist(), saucer[0].tolist()
 inter = [max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])]
+inside = (inter[2] - inter[0]) * (inter[3] - inter[1]) / ((a[2] - a[0]) * (a[3] - a[1]))
 fig, ax = plt.subplots(figsize=(7, 5))
 show_image(image, ax=ax, title=f"IoU(cup, saucer) = {iou_pair(a, b):.3f}")
-draw_boxes(ax, torch.tensor([a, b]), labels=[1, 2], class_names={1: "cup", 2: "saucer"})
-draw_boxes(ax, torch.tensor([inter]), colour="yellow", fill=True, alpha=0.35, linewidth=0)
+draw_boxes(ax, torch.cat((cup, saucer)), [label_of["cup"], label_of["saucer"]], class_names=names)
+draw_boxes(ax, torch.tensor([inter]), colour="white", fill=True, alpha=0.45, linewidth=0)
 plt.show()
+
+# %% jupyter={"source_hidden": true}
+say(
+    f"{100 * inside:.0f} % of the cup's box lies inside the saucer's box, yet their IoU is only "
+    f"{iou_pair(a, b):.3f}, because the union is dominated by the larger box. IoU rewards boxes "
+    "that agree in position **and** size."
+)
 
 # %% [markdown]
 # ## 4. All pairs at once
@@ -224,7 +243,7 @@ print(f"torchvision : {t_tv:8.3f} ms  (ours / torchvision = {t_ours / t_tv:.2f})
 # %% [markdown]
 # The loop spends its time in the Python interpreter, one pair at a time; the broadcast version
 # hands the whole computation to PyTorch's C++ kernels in a few calls. torchvision's `box_iou` is
-# written the same way, so the two run at the same speed.
+# written the same way, so the two take about the same time (the last line's ratio).
 #
 # ## 5. Edge cases: zero areas and empty sets
 #
@@ -240,7 +259,7 @@ print("B.box_iou      :", B.box_iou(point, point))
 # %% [markdown]
 # `NaN` spreads: a `NaN` IoU makes every comparison with it false, so a box silently ends up
 # neither positive nor negative, and a `NaN` in a loss ruins every weight it touches. The package's
-# `box_iou` defines the IoU of two empty boxes as 0. It also accepts empty sets (zero boxes) and
+# `box_iou` defines the IoU of two zero-area boxes as 0. It also accepts empty sets (zero boxes) and
 # returns a matrix of the right shape, so code downstream never needs a special case:
 
 # %%
@@ -327,8 +346,9 @@ check_box_iou(my_box_iou)
 # - A box is four numbers; `tutorial_det` keeps them as `[N, 4]` float tensors in `xyxy` pixels
 #   and converts other formats at the edges with `box_convert`.
 # - IoU = intersection / union. The all-pairs matrix is computed by broadcasting `[N, 1, 2]`
-#   against `[1, M, 2]`, hundreds of times faster than a double loop and as fast as torchvision.
-# - Empty boxes and empty sets must give defined answers (IoU 0, shape `[0, M]`), never `NaN`.
+#   against `[1, M, 2]`: far faster than a double loop and about as fast as torchvision (the
+#   timing cell measures both on your machine).
+# - Zero-area boxes and empty sets must give defined answers (IoU 0, shape `[0, M]`), never `NaN`.
 # - Bugs that vanish on square boxes exist: test with boxes that are not square.
 #
 # **More exercises**

@@ -1,0 +1,232 @@
+"""A lesson's sentences cannot part ways with its numbers.
+
+Two halves make the promise. A sentence that quotes a computed value is shown with
+``tutorial_det.prose.say(f"...")``, so it is a cell output and nbval fails when the value changes
+(``test_nbval_fails_when_a_said_number_changes``). Every other number in an audited lesson's
+Markdown (and in the literal text of its ``say`` sentences) must appear in the lesson's code or in
+an output nbval compares, or be listed in ``ALLOWED`` with the reason it need not be computed
+(``test_audited_lesson_states_only_numbers_it_computes``). ``prose_numbers.py`` says which numbers
+count.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from prose_numbers import Lesson, code_numbers, mentions, only_says, say_texts
+
+from tutorial_det.prose import Sentence
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Lessons whose prose has been audited against their outputs. Add a lesson here when its audit is
+#: done; from then on a number in its prose that its outputs do not show fails the test.
+AUDITED = ["00"]
+
+
+class From:
+    """A number another lesson computes: it must appear in that lesson's compared outputs."""
+
+    def __init__(self, lesson: str):
+        self.lesson = lesson
+
+    def __repr__(self) -> str:
+        return f"From({self.lesson!r})"
+
+
+#: Per lesson, numbers its prose may state without computing them, each with its reason (a
+#: definition, a paper's constant, worked arithmetic), or From("NN") for a number another lesson
+#: computes. Keys are written as the prose writes them.
+ALLOWED: dict[str, dict[str, str | From]] = {
+    "00": {
+        "150": "worked arithmetic: the union 100 + 100 - 50 of the first IoU example",
+        "8940": From("02"),
+    },
+}
+
+WHAT_TO_DO = (
+    "If the notebook computes the number, write the sentence as "
+    'tutorial_det.prose.say(f"... {value} ...") in a code cell stored collapsed (header '
+    '`# %% jupyter={"source_hidden": true}`), so nbval compares it; if the notebook should print '
+    "it, print it; if it is a definition (a paper's constant, worked arithmetic), add it to "
+    "ALLOWED in tests/test_prose.py with the reason; if another lesson computes it, add "
+    'From("NN") there.'
+)
+
+
+def _lesson(name: str) -> Lesson:
+    (path,) = (ROOT / "notebooks").glob(f"{name}_*.ipynb")
+    return Lesson.read(path)
+
+
+def unbacked(lesson: Lesson, allowed: dict[str, str | From]) -> list[str]:
+    """One line per number the lesson's prose states but neither computes nor lists."""
+    problems = []
+    for number, heading, kind, text in lesson.prose():
+        where = f"lesson {lesson.name}, {kind} {number} (under {heading!r})"
+        backing = lesson.code | lesson.outputs
+        if kind == "Markdown cell":
+            backing = backing | lesson.said
+        for mention in mentions(text):
+            reason = allowed.get(mention.token)
+            if isinstance(reason, From):
+                other = _lesson(reason.lesson)
+                if not mention.keys & (other.outputs | other.said):
+                    problems.append(
+                        f"{where}: {mention.token} in {mention.context!r} is listed as lesson "
+                        f"{reason.lesson}'s number, but no output of lesson {reason.lesson} that "
+                        "nbval compares shows it."
+                    )
+            elif reason is None and not mention.keys & backing:
+                problems.append(
+                    f"{where}: {mention.token} in {mention.context!r} is neither in the "
+                    "lesson's code nor in an output nbval compares."
+                )
+    return problems
+
+
+@pytest.mark.parametrize("name", AUDITED)
+def test_audited_lesson_states_only_numbers_it_computes(name):
+    problems = unbacked(_lesson(name), ALLOWED.get(name, {}))
+    if problems:
+        pytest.fail("\n".join(problems + [WHAT_TO_DO]), pytrace=False)
+
+
+@pytest.mark.parametrize("name", AUDITED)
+def test_every_allowed_number_is_still_stated(name):
+    stated = {m.token for _, _, _, text in _lesson(name).prose() for m in mentions(text)}
+    stale = sorted(set(ALLOWED.get(name, {})) - stated)
+    assert not stale, (
+        f"lesson {name}'s prose no longer states {stale}: remove them from ALLOWED[{name!r}] "
+        "in tests/test_prose.py"
+    )
+
+
+@pytest.mark.parametrize("name", AUDITED)
+def test_cells_that_only_say_are_stored_collapsed(name):
+    for number, cell in enumerate(_lesson(name).cells, start=1):
+        if cell.cell_type == "code" and only_says(cell.source):
+            assert cell.metadata.get("jupyter", {}).get("source_hidden"), (
+                f"lesson {name}, code cell {number} only shows sentences: store it collapsed, "
+                'with the header `# %% jupyter={"source_hidden": true}` in its source'
+            )
+
+
+def test_audited_lessons_exist():
+    for name in AUDITED:
+        assert len(list((ROOT / "notebooks").glob(f"{name}_*.ipynb"))) == 1, name
+    assert set(ALLOWED) <= set(AUDITED), "ALLOWED lists a lesson that is not AUDITED"
+
+
+# --------------------------------------------------------------------------- the checker itself
+# --------------------------------------------------------------------------- the checker itself
+
+
+def _probe(*cells) -> Lesson:
+    return Lesson.of("99", nbformat.v4.new_notebook(cells=list(cells)))
+
+
+def _code(source: str, *outputs, count: int | None = 1):
+    cell = nbformat.v4.new_code_cell(source, execution_count=count)
+    cell.outputs = list(outputs)
+    return cell
+
+
+def _stdout(text: str):
+    return nbformat.v4.new_output("stream", name="stdout", text=text)
+
+
+def _sentence(text: str):
+    return nbformat.v4.new_output("display_data", data={"text/markdown": text, "text/plain": text})
+
+
+def test_mentions_reads_digits_words_percentages_and_leaves_names_out():
+    text = (
+        "## 3. Kept\n1. NMS keeps 2,730 of the 12000 boxes (25 %), 0.50 of them, nine per cell, "
+        "one by one, a hundred times; VGG16, `x2`, lesson 02, lessons 04 and 06, "
+        "**01 · Features**, §10, [lesson 04](04_rpn.ipynb) and 1e-6, pages 04-06."
+    )
+    found = mentions(text)
+    assert [m.token for m in found] == [
+        "2,730", "12000", "25", "0.50", "1e-6", "04", "06", "nine", "hundred"
+    ]  # fmt: skip
+    keys = {m.token: m.keys for m in found}
+    assert keys["2,730"] == {"2730"} and keys["25"] == {"25", "0.25"}
+    assert keys["0.50"] == {"0.5"} and keys["1e-6"] == {"0.000001"}
+    assert keys["nine"] == {"9"} and keys["hundred"] == {"100"}
+    assert "2,730 of the 12000" in found[0].context
+
+
+def test_code_numbers_leave_out_comments_and_sentences():
+    source = 'n = 3  # 7 boxes\nsay(f"kept {n} of 12 boxes, é {n:.2f}")\nprint(n * 40)\n'
+    assert code_numbers(source) == {"3", "40"}
+    assert say_texts(source) == ["kept {} of 12 boxes, é {}"]
+    assert only_says('say("a")\nsay(f"{1}")') and not only_says(source)
+
+
+def test_a_number_no_output_shows_is_reported_with_its_cell_and_context():
+    markdown = nbformat.v4.new_markdown_cell("## NMS\nNMS keeps 2730 boxes.")
+    kept = _probe(markdown, _code("print('kept:', len(keep))", _stdout("kept: 2730\n")))
+    assert unbacked(kept, {}) == []
+    drifted = _probe(markdown, _code("print('kept:', len(keep))", _stdout("kept: 2731\n")))
+    assert unbacked(drifted, {}) == [
+        "lesson 99, Markdown cell 1 (under '## NMS'): 2730 in '## NMS NMS keeps 2730 boxes.' is "
+        "neither in the lesson's code nor in an output nbval compares."
+    ]
+    assert unbacked(drifted, {"2730": "a definition"}) == []
+
+
+def test_outputs_nbval_does_not_compare_back_nothing():
+    markdown = nbformat.v4.new_markdown_cell("It took 52 s.")
+    timed = _code("# NBVAL_IGNORE_OUTPUT\nprint(seconds)", _stdout("52\n"))
+    unrun = _code("print(seconds)", _stdout("52\n"), count=None)
+    assert len(unbacked(_probe(markdown, timed), {})) == 1
+    assert len(unbacked(_probe(markdown, unrun), {})) == 1
+    assert unbacked(_probe(markdown, _code("print(seconds)", _stdout("52\n"))), {}) == []
+
+
+def test_a_sentence_cannot_back_its_own_literal_numbers():
+    said = _code('say(f"kept {n} of 12000")', _sentence("kept 5 of 12000"))
+    (problem,) = unbacked(_probe(said), {})
+    assert problem.startswith("lesson 99, say() sentence in code cell 1") and "12000" in problem
+    counted = _code("print(len(boxes))", _stdout("12000\n"))
+    assert unbacked(_probe(said, counted), {}) == []
+    # a Markdown cell may quote what a sentence computed
+    quoted = nbformat.v4.new_markdown_cell("Those 5 boxes")
+    assert unbacked(_probe(said, counted, quoted), {}) == []
+
+
+def test_sentence_shows_as_markdown_and_as_its_own_text():
+    sentence = Sentence("kept **3** boxes")
+    assert sentence._repr_markdown_() == repr(sentence) == "kept **3** boxes"
+
+
+@pytest.mark.slow
+def test_nbval_fails_when_a_said_number_changes(tmp_path):
+    """The other half: a stored sentence whose number the code no longer gives fails nbval."""
+    for name, stored in (("same", "kept **3** boxes"), ("drifted", "kept **4** boxes")):
+        notebook = nbformat.v4.new_notebook(
+            cells=[
+                _code("from tutorial_det.prose import say\nn = 3", count=1),
+                _code('say(f"kept **{n}** boxes")', _sentence(stored), count=2),
+            ],
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+        )
+        nbformat.write(notebook, tmp_path / f"{name}.ipynb")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval"]
+        + ["--nbval-current-env", "same.ipynb", "drifted.ipynb"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert "1 failed, 3 passed" in run.stdout, run.stdout[-2000:]
+    assert "FAILED drifted.ipynb::Cell 1" in run.stdout
+    assert "mismatch 'text/markdown'" in run.stdout and "kept **3** boxes" in run.stdout
