@@ -37,10 +37,12 @@ def run() -> list[Row]:
             time_ms(lambda: roi_pool(features, rois, 7, scale)),
             time_ms(lambda: torchvision.ops.roi_pool(features, rois, 7, scale)),
             time_ms(lambda: roi_pool_loop(features, rois, 7, scale), min_run_time=1.0),
+            note="no gradient wanted: each bin's maximum only",
         ),
         Row(
             "roi_pool forward + backward, same sizes",
             time_ms(lambda: backward(roi_pool)),
             time_ms(lambda: backward(torchvision.ops.roi_pool)),
+            note="also each bin's first arg-max cell",
         ),
     ]

@@ -122,6 +122,8 @@ def test_matches_torchvision_values_and_gradients(case, double):
     ours = R.roi_pool(ours_in, rois, size, scale)
     theirs = torchvision.ops.roi_pool(theirs_in, rois, size, scale)
     assert torch.equal(ours, theirs)
+    # without a gradient to route, the maxima are taken without their cells: same numbers
+    assert torch.equal(R.roi_pool(features, rois, size, scale), theirs)
     upstream = torch.randn(ours.shape, generator=torch.Generator().manual_seed(1), dtype=ours.dtype)
     ours.backward(upstream)
     theirs.backward(upstream)
@@ -136,14 +138,20 @@ def test_non_finite_features_match_torchvision():
     features[0, 2, 0, 0] = float("inf")
     rois = t([[0, 0, 0, 3, 2], [0, 0, 0, 1, 2], [0, 1, 0, 2, 2], [0, 2, 1, 3, 2]])
     for size in (1, 2):  # bins of NaN only, and bins mixing NaN and numbers
-        ours = R.roi_pool(features, rois, size)
-        assert torch.equal(ours, torchvision.ops.roi_pool(features, rois, size))
+        ours_in = features.clone().requires_grad_()
+        theirs_in = features.clone().requires_grad_()
+        ours = R.roi_pool(ours_in, rois, size)
+        theirs = torchvision.ops.roi_pool(theirs_in, rois, size)
+        assert torch.equal(ours, theirs)
         assert not ours.isnan().any()
+        assert torch.equal(R.roi_pool(features, rois, size), theirs)
+        ours.sum().backward()
+        theirs.sum().backward()
+        assert torch.equal(ours_in.grad, theirs_in.grad)  # none to the all-NaN bins
 
 
-def test_matches_torchvision_on_the_lesson_size(monkeypatch):
-    """128 proposals on a stride-16 map of a 800 x 800 image, 7 x 7 bins; also with a tiny
-    chunk budget, which splits the channels and RoIs into many pieces."""
+def test_matches_torchvision_on_the_lesson_size():
+    """128 proposals on a stride-16 map of a 800 x 800 image, 7 x 7 bins."""
     g = torch.Generator().manual_seed(0)
     features = torch.randn(2, 16, 50, 50, generator=g).relu()
     centre = torch.rand(128, 2, generator=g) * 800
@@ -152,8 +160,21 @@ def test_matches_torchvision_on_the_lesson_size(monkeypatch):
     rois = torch.cat([torch.randint(0, 2, (128, 1), generator=g).float(), corners], 1)
     expected = torchvision.ops.roi_pool(features, rois, 7, 1 / 16)
     assert torch.equal(R.roi_pool(features, rois, 7, 1 / 16), expected)
-    monkeypatch.setattr(R, "CHUNK_ELEMENTS", 5000)
-    assert torch.equal(R.roi_pool(features, rois, 7, 1 / 16), expected)
+
+
+def test_one_bin_over_a_large_map():
+    """A single 1 x 1 bin of 200 x 200 = 40000 cells (more than an int16 can count) with many
+    equal maxima: torchvision's value and first arg-max."""
+    g = torch.Generator().manual_seed(0)
+    features = torch.randint(0, 5, (1, 2, 200, 200), generator=g).float()
+    rois = t([[0, 0, 0, 199, 199], [0, 3, 5, 150, 190]])
+    ours_in, theirs_in = features.clone().requires_grad_(), features.clone().requires_grad_()
+    ours = R.roi_pool(ours_in, rois, 1)
+    theirs = torchvision.ops.roi_pool(theirs_in, rois, 1)
+    assert torch.equal(ours, theirs)
+    ours.sum().backward()
+    theirs.sum().backward()
+    assert torch.equal(ours_in.grad, theirs_in.grad)
 
 
 # --------------------------------------------------------------------------- naive loop
