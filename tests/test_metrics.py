@@ -613,4 +613,4 @@ def test_check_average_precision_catches_a_missing_envelope():
 
     result = check_average_precision(no_envelope, "all_points", verbose=False)
     assert not result
-    assert any("envelope" in failure for failure in result.failures)
+    assert result.causes[0].name == "ap_without_envelope"

@@ -1,10 +1,20 @@
 """Automatic feedback for the lessons' exercises: ``check_*(your_function)`` runs your function on
-known answers, edge cases and random inputs, compares it with the reference implementation and
-prints which case failed, what was expected, what came back, and a hint."""
+known answers, edge cases and random inputs, compares it with the reference implementation and,
+when a case fails, names the mistake your function makes (from the catalogue of realistic
+mistakes in :mod:`tutorial_det.exercises.mistakes`), then shows the smallest failing case with
+what was expected and what came back."""
 
 from tutorial_det.exercises.anchors import check_anchor_base, check_grid_anchors
+from tutorial_det.exercises.backbones import check_receptive_field
 from tutorial_det.exercises.boxes import check_box_iou
-from tutorial_det.exercises.core import Case, CheckResult, compare_tensors, run_check
+from tutorial_det.exercises.core import (
+    Case,
+    Catalogue,
+    CheckResult,
+    Mistake,
+    compare_tensors,
+    run_check,
+)
 from tutorial_det.exercises.faster_rcnn import (
     check_proposal_targets,
     check_roi_head_loss,
@@ -21,7 +31,9 @@ from tutorial_det.exercises.wpod import check_warp_unit_square, check_wpod_loss
 
 __all__ = [
     "Case",
+    "Catalogue",
     "CheckResult",
+    "Mistake",
     "check_anchor_base",
     "check_average_precision",
     "check_box_iou",
@@ -31,6 +43,7 @@ __all__ = [
     "check_match_priors",
     "check_nms",
     "check_proposal_targets",
+    "check_receptive_field",
     "check_roi_head_loss",
     "check_roi_pool",
     "check_rpn_loss",

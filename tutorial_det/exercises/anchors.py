@@ -8,6 +8,7 @@ import torch
 
 from tutorial_det.anchors import anchor_base, grid_anchors
 from tutorial_det.exercises.core import Case, CheckResult, run_check
+from tutorial_det.exercises.mistakes.anchors import ANCHOR_BASE, GRID_ANCHORS
 
 #: The nine default anchors (stride 16, ratios 0.5/1/2, scales 8/16/32), xyxy.
 DEFAULT_ANCHOR_BASE = torch.tensor(
@@ -61,7 +62,12 @@ def anchor_base_cases() -> list[Case]:
 def check_anchor_base(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check a learner's ``fn(stride, ratios, scales) -> [A, 4]`` xyxy first-cell anchors."""
     return run_check(
-        "check_anchor_base", fn, anchor_base_cases(), reference=anchor_base, verbose=verbose
+        "check_anchor_base",
+        fn,
+        anchor_base_cases(),
+        reference=anchor_base,
+        verbose=verbose,
+        mistakes=ANCHOR_BASE,
     )
 
 
@@ -116,5 +122,10 @@ def grid_anchors_cases() -> list[Case]:
 def check_grid_anchors(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check a learner's ``fn(base, feature_size, stride) -> [H * W * A, 4]`` (row, column, anchor)."""
     return run_check(
-        "check_grid_anchors", fn, grid_anchors_cases(), reference=grid_anchors, verbose=verbose
+        "check_grid_anchors",
+        fn,
+        grid_anchors_cases(),
+        reference=grid_anchors,
+        verbose=verbose,
+        mistakes=GRID_ANCHORS,
     )

@@ -8,6 +8,7 @@ import torch
 
 from tutorial_det.boxes import box_iou
 from tutorial_det.exercises.core import Case, CheckResult, run_check
+from tutorial_det.exercises.mistakes.boxes import BOX_IOU
 
 
 def _random_boxes(n: int, generator: torch.Generator, size: float = 100.0) -> torch.Tensor:
@@ -27,13 +28,13 @@ def box_iou_cases() -> list[Case]:
         Case(
             "disjoint boxes",
             (t([[0.0, 0, 10, 10]]), t([[20.0, 20, 30, 30]])),
-            hint="clamp the intersection's width and height at 0 before multiplying",
+            hint="boxes apart in x and in y have intersection 0",
             expected=t([[0.0]]),
         ),
         Case(
             "half overlap",
             (t([[0.0, 0, 10, 10]]), t([[5.0, 0, 15, 10]])),
-            hint="the union is area(a) + area(b) - intersection, not area(a) + area(b)",
+            hint="the union is area(a) + area(b) - intersection",
             expected=t([[50.0 / 150.0]]),
         ),
         Case(
@@ -44,7 +45,7 @@ def box_iou_cases() -> list[Case]:
         Case(
             "boxes touching along an edge",
             (t([[0.0, 0, 10, 10]]), t([[10.0, 0, 20, 10]])),
-            hint="no '+1': the box (0, 0, 10, 10) is 10 pixels wide",
+            hint="no '+1': the box (0, 0, 10, 10) is 10 pixels wide, so boxes that touch overlap by 0",
             expected=t([[0.0]]),
         ),
         Case(
@@ -56,13 +57,13 @@ def box_iou_cases() -> list[Case]:
         Case(
             "zero-area boxes",
             (t([[5.0, 5, 5, 5], [0, 0, 10, 10]]), t([[5.0, 5, 5, 5]])),
-            hint="when the union is 0 the IoU is defined as 0: avoid 0 / 0 = NaN",
+            hint="when the union is 0 the IoU is 0, not 0 / 0 = NaN",
             expected=t([[0.0], [0.0]]),
         ),
         Case(
             "no boxes on one side",
             (torch.zeros(0, 4), t([[0.0, 0, 10, 10], [1, 1, 2, 2]])),
-            hint="N = 0 boxes should give an empty [0, M] matrix",
+            hint="N = 0 boxes give an empty [0, M] matrix",
             expected=torch.zeros(0, 2),
         ),
         Case(
@@ -71,7 +72,7 @@ def box_iou_cases() -> list[Case]:
                 t([[0.0, 0, 10, 10], [0, 0, 20, 20]]),
                 t([[0.0, 0, 10, 10], [0, 0, 5, 5], [50, 50, 60, 60]]),
             ),
-            hint="result[i, j] is IoU(boxes1[i], boxes2[j]): check the broadcasting axes",
+            hint="result[i, j] is IoU(boxes1[i], boxes2[j])",
         ),
         Case("random boxes 30 x 20", (_random_boxes(30, g), _random_boxes(20, g))),
     ]
@@ -79,4 +80,11 @@ def box_iou_cases() -> list[Case]:
 
 def check_box_iou(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check a learner's ``fn(boxes1 [N, 4], boxes2 [M, 4]) -> [N, M]`` IoU (xyxy boxes)."""
-    return run_check("check_box_iou", fn, box_iou_cases(), reference=box_iou, verbose=verbose)
+    return run_check(
+        "check_box_iou",
+        fn,
+        box_iou_cases(),
+        reference=box_iou,
+        verbose=verbose,
+        mistakes=BOX_IOU,
+    )

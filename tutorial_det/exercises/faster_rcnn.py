@@ -10,6 +10,12 @@ from typing import Any
 import torch
 
 from tutorial_det.exercises.core import Case, CheckResult, compare_tensors, run_check
+from tutorial_det.exercises.mistakes.faster_rcnn import (
+    PROPOSAL_TARGETS,
+    ROI_HEAD_LOSS,
+    RPN_LOSS,
+    TO_ANCHOR_ORDER,
+)
 from tutorial_det.roi import proposal_targets, roi_head_loss
 from tutorial_det.rpn import rpn_loss, to_anchor_order
 
@@ -35,8 +41,8 @@ def to_anchor_order_cases() -> list[Case]:
         Case(
             "a 2 x 3 map: rows outside, columns inside",
             (_cells(1, 2, 4, 2, 3), 4),
-            hint="permute to (N, H, W, A * k) before the reshape: row-major cells, as "
-            "grid_anchors orders its anchors (a square map hides a row/column mix-up)",
+            hint="row-major cells, as grid_anchors orders its anchors (a square map would hide a "
+            "row/column mix-up)",
         ),
         Case(
             "two logits per anchor",
@@ -46,12 +52,13 @@ def to_anchor_order_cases() -> list[Case]:
         Case(
             "a batch of two images",
             (_cells(2, 3, 4, 2, 2), 4),
-            hint="keep the batch dimension first; do not mix the images' values",
+            hint="the batch dimension stays first and the images' values stay apart",
         ),
         Case(
             "the seed's 50 x 50 map with 9 anchors",
             (torch.randn(1, 36, 50, 50, generator=torch.Generator().manual_seed(0)), 4),
-            hint="expected shape [1, 22500, 4]",
+            hint="[1, 36, 50, 50] -> [1, 22500, 4], row (i * 50 + j) * 9 + a for anchor a of cell "
+            "(i, j)",
         ),
     ]
 
@@ -65,6 +72,7 @@ def check_to_anchor_order(fn: Callable, verbose: bool = True) -> CheckResult:
         to_anchor_order_cases(),
         reference=to_anchor_order,
         verbose=verbose,
+        mistakes=TO_ANCHOR_ORDER,
     )
 
 
@@ -142,7 +150,7 @@ def rpn_loss_cases() -> list[Case]:
         Case(
             "nothing sampled gives 0, not NaN",
             (torch.zeros(1, 3, 2), torch.zeros(1, 3, 4), t([[-1, -1, -1]]), torch.zeros(1, 3, 4)),
-            hint="divide by max(count, 1): a mean over nothing is NaN",
+            hint="with no sampled anchor both losses are 0",
             expected=(t(0.0), t(0.0)),
         ),
     ]
@@ -158,6 +166,7 @@ def check_rpn_loss(fn: Callable, verbose: bool = True) -> CheckResult:
         reference=rpn_loss,
         compare=_compare_pair,
         verbose=verbose,
+        mistakes=RPN_LOSS,
     )
 
 
@@ -184,6 +193,12 @@ def roi_head_loss_cases() -> list[Case]:
             expected=(t(math.log(2)), t((1 - 1 / 18) / 4)),
         ),
         Case(
+            "no RoI sampled gives 0, not NaN",
+            (torch.zeros(0, 3), torch.zeros(0, 3, 4), t([], dtype=torch.int64), torch.zeros(0, 4)),
+            hint="with S = 0 both losses are 0",
+            expected=(t(0.0), t(0.0)),
+        ),
+        Case(
             "random batch",
             (
                 torch.randn(64, 5, generator=g),
@@ -205,6 +220,7 @@ def check_roi_head_loss(fn: Callable, verbose: bool = True) -> CheckResult:
         reference=roi_head_loss,
         compare=_compare_pair,
         verbose=verbose,
+        mistakes=ROI_HEAD_LOSS,
     )
 
 
@@ -274,9 +290,9 @@ def proposal_targets_cases() -> list[Case]:
         Case(
             "no ground truth: everything is background",
             (random[:5], torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)),
-            hint="with G = 0 there is no IoU to take a max over: every proposal is class 0",
+            hint="with G = 0 every proposal is background (class 0, zero deltas)",
         ),
-        Case("40 random proposals", (random, gt, t([1, 2])), hint="compare with box_iou by hand"),
+        Case("40 random proposals", (random, gt, t([1, 2]))),
     ]
 
 
@@ -290,4 +306,5 @@ def check_proposal_targets(fn: Callable, verbose: bool = True) -> CheckResult:
         reference=_all_targets,
         compare=_compare_targets,
         verbose=verbose,
+        mistakes=PROPOSAL_TARGETS,
     )

@@ -9,6 +9,7 @@ import torch
 
 from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
 from tutorial_det.exercises.core import Case, CheckResult, compare_tensors, run_check
+from tutorial_det.exercises.mistakes.labelling import LABEL_ANCHORS
 from tutorial_det.labelling import label_anchors
 
 
@@ -59,19 +60,26 @@ def label_anchors_cases() -> list[Case]:
             "the best anchor of a ground truth is positive even below 0.7",
             # IoU 0.5 and 0.2: no anchor reaches 0.7, the 0.5 one is the best.
             (t([[0.0, 0, 10, 20], [0, 0, 2, 10]]), gt),
-            hint="for each ground truth, the anchor(s) with its highest IoU are positive",
+            hint="each ground truth's highest-IoU anchor(s) are positive, whatever that IoU",
+            expected=(t([1, 0]), t([0, 0])),
+        ),
+        Case(
+            "a best anchor below 0.3 is positive, not negative",
+            # IoU 0.04 and 0.01: the first is the ground truth's best anchor.
+            (t([[0.0, 0, 100, 100], [50, 50, 150, 150]]), t([[40.0, 40, 60, 60]])),
+            hint="the best-anchor rule comes after the negative rule and overrides it",
             expected=(t([1, 0]), t([0, 0])),
         ),
         Case(
             "ties: every anchor sharing a ground truth's highest IoU is positive",
             (t([[0.0, 0, 10, 20], [0, -10, 10, 10], [0, 0, 2, 10]]), gt),
-            hint="compare the IoU matrix with each ground truth's maximum (==), not only argmax",
+            hint="every anchor that ties for a ground truth's highest IoU is positive",
             expected=(t([1, 1, 0]), t([0, 0, 0])),
         ),
         Case(
             "a ground truth that overlaps no anchor makes no positive",
             (t([[0.0, 0, 10, 10], [20, 20, 30, 30]]), t([[100.0, 100, 110, 110]])),
-            hint="a best IoU of 0 is no match: every anchor would tie at 0 and become positive",
+            hint="a best-anchor IoU of 0 is no match",
             expected=(t([0, 0]), t([0, 0])),
         ),
         Case(
@@ -86,7 +94,7 @@ def label_anchors_cases() -> list[Case]:
         Case(
             "no ground truth: every anchor is background",
             (t([[0.0, 0, 10, 10], [5, 5, 15, 15]]), torch.zeros(0, 4)),
-            hint="with G = 0 there is nothing to take a max over: return all 0 labels",
+            hint="with G = 0 every anchor is negative",
             expected=(t([0, 0]), t([0, 0])),
         ),
         Case(
@@ -106,4 +114,5 @@ def check_label_anchors(fn: Callable, verbose: bool = True) -> CheckResult:
         reference=label_anchors,
         compare=_compare_labels,
         verbose=verbose,
+        mistakes=LABEL_ANCHORS,
     )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from tutorial_det.exercises.core import Case, CheckResult, run_check
+from tutorial_det.exercises.mistakes.metrics import AVERAGE_PRECISION
 from tutorial_det.metrics import METHODS, average_precision
 
 _HINTS = {
@@ -49,7 +50,7 @@ def average_precision_cases(method: str) -> list[Case]:
         Case(
             "precision dips and recovers",
             _curve("tfftt", 4),
-            hint="use the envelope: precision[i] -> max(precision[i:]) before summing",
+            hint="the envelope, precision[i] -> max(precision[i:]), is what is averaged",
         ),
         Case(
             "recall stops at 0.5",
@@ -70,7 +71,7 @@ def average_precision_cases(method: str) -> list[Case]:
         Case(
             "no detections at all",
             _curve("", 2),
-            hint="an empty curve has AP 0: guard the max over an empty tensor",
+            hint="an empty curve has AP 0",
             expected=t(0.0, dtype=torch.float64),
         ),
         # 31 objects: no recall k / 31 lands exactly on a level, where float rounding of the
@@ -92,4 +93,5 @@ def check_average_precision(
         average_precision_cases(method),
         reference=lambda recall, precision: average_precision(recall, precision, method),
         verbose=verbose,
+        mistakes=AVERAGE_PRECISION[method],
     )

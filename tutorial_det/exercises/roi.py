@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from tutorial_det.exercises.core import Case, CheckResult, run_check
+from tutorial_det.exercises.mistakes.roi import ROI_POOL
 from tutorial_det.roi_pool import roi_pool
 
 
@@ -39,13 +40,13 @@ def roi_pool_cases() -> list[Case]:
         Case(
             "round the scaled corners, don't truncate",
             (_ramp(1, 8), t([[0.0, 7, 0, 7, 0]]), 1, 0.25),
-            hint="7 * 0.25 = 1.75 is cell 2: round(), not int() or .long()",
+            hint="7 * 0.25 = 1.75 rounds to cell 2",
             expected=t([[[[2.0]]]]),
         ),
         Case(
             "halves round away from zero",
             (_ramp(1, 8), t([[0.0, 5, 0, 5, 0]]), 1, 0.5),
-            hint="5 * 0.5 = 2.5 is cell 3 (C's round); torch.round and Python's round give 2",
+            hint="5 * 0.5 = 2.5 is cell 3 (halves away from zero, C's round)",
             expected=t([[[[3.0]]]]),
         ),
         Case(
@@ -65,7 +66,7 @@ def roi_pool_cases() -> list[Case]:
         Case(
             "bins off the map are 0",
             (_ramp(2, 2) - 10, t([[0.0, 1, 0, 2, 1], [0, 10, 10, 20, 20]]), (1, 2), 1.0),
-            hint="clamp each bin to the map; a bin with no cells is 0 (not -inf, not an error)",
+            hint="each bin is clamped to the map; a bin with no cells left is 0",
             expected=t([[[[-7.0, 0]]], [[[0.0, 0]]]]),
         ),
         Case(
@@ -95,4 +96,11 @@ def roi_pool_cases() -> list[Case]:
 def check_roi_pool(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check a learner's ``fn(features, rois [K, 5], output_size, spatial_scale) -> [K, C, h, w]``
     RoI max pooling."""
-    return run_check("check_roi_pool", fn, roi_pool_cases(), reference=roi_pool, verbose=verbose)
+    return run_check(
+        "check_roi_pool",
+        fn,
+        roi_pool_cases(),
+        reference=roi_pool,
+        verbose=verbose,
+        mistakes=ROI_POOL,
+    )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from tutorial_det.exercises.core import Case, CheckResult, run_check
+from tutorial_det.exercises.mistakes.ssd import HARD_NEGATIVE_MINING, MATCH_PRIORS
 from tutorial_det.labelling import match_priors
 from tutorial_det.ssd import hard_negative_mask
 
@@ -31,13 +32,13 @@ def hard_negative_mining_cases() -> list[Case]:
                 t([[1, 0, 0, 0, 0, 0, 0, 0]]).bool(),
                 3,
             ),
-            hint="sort the negatives' losses in decreasing order and keep the first 3 x #positives",
+            hint="the 3 x positives negatives with the highest loss are kept",
             expected=t([[0, 1, 0, 1, 0, 1, 0, 0]]).bool(),
         ),
         Case(
             "a positive is never a negative, whatever its loss",
             (t([[5.0, 0.9, 0.3, 0.7, 0.2, 0.8]]), t([[1, 0, 0, 0, 0, 0]]).bool(), 3),
-            hint="exclude the positives before ranking (e.g. set their loss to -inf)",
+            hint="only negatives are ranked",
             expected=t([[0, 1, 0, 1, 0, 1]]).bool(),
         ),
         Case(
@@ -58,26 +59,31 @@ def hard_negative_mining_cases() -> list[Case]:
                 t(
                     [
                         [0.1, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0],
-                        [0.1, 0.5, 0.4, 0.3, 0.2, 0.1, 0.2, 0.3],
+                        [0.1, 0.5, 0.4, 0.3, 0.2, 0.15, 0.25, 0.05],
                     ]
                 ),
                 t([[1, 0, 0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0]]).bool(),
                 3,
             ),
-            hint="each image keeps 3 x ITS OWN positives; ranking the whole batch at once gives "
-            "all six negatives to the first image, whose background losses are larger",
+            hint="each image keeps 3 x its own positives (the first image's losses are larger)",
             expected=t([[0, 1, 1, 1, 0, 0, 0, 0], [0, 1, 1, 1, 0, 0, 0, 0]]).bool(),
         ),
         Case(
             "neg_pos_ratio = 1",
             (t([[0.1, 0.9, 0.3, 0.7, 0.2, 0.8]]), t([[1, 0, 0, 0, 1, 0]]).bool(), 1),
-            hint="use the neg_pos_ratio argument, not a hard-coded 3",
+            hint="neg_pos_ratio negatives per positive",
             expected=t([[0, 1, 0, 0, 0, 1]]).bool(),
         ),
         Case(
             "four images of 300 priors, random losses (the last image has no positive)",
             (losses, positives, 3),
-            hint="compare the number kept per image with min(3 x positives, negatives)",
+            hint="each image keeps min(3 x positives, negatives) negatives",
+        ),
+        Case(
+            "inputs on another device",
+            (losses, positives, 3),
+            hint="every tensor made inside lives on the inputs' device",
+            on_other_device=True,
         ),
     ]
 
@@ -91,6 +97,7 @@ def check_hard_negative_mining(fn: Callable, verbose: bool = True) -> CheckResul
         hard_negative_mining_cases(),
         reference=_mining_reference,
         verbose=verbose,
+        mistakes=HARD_NEGATIVE_MINING,
     )
 
 
@@ -115,7 +122,7 @@ def match_priors_cases() -> list[Case]:
             "a ground truth's best prior matches even below 0.5",
             # IoU 0.4 and 0.2: no prior reaches 0.5; the first is the best.
             (t([[0.0, 0, 4, 10], [0, 0, 2, 10]]), gt),
-            hint="for each ground truth, force its highest-IoU prior to match it",
+            hint="each object takes its best prior, whatever that IoU",
             expected=t([0, -1]),
         ),
         Case(
@@ -124,7 +131,7 @@ def match_priors_cases() -> list[Case]:
                 t([[0.0, 0, 10, 10], [100, 100, 110, 110], [50, 50, 60, 60]]),
                 t([[100.0, 100, 110, 110], [0, 0, 10, 10]]),
             ),
-            hint="argmax over the ground truths for each prior",
+            hint="a prior takes the object it overlaps most",
             expected=t([1, 0, -1]),
         ),
         Case(
@@ -135,18 +142,31 @@ def match_priors_cases() -> list[Case]:
                 t([[0.0, 0, 10, 10], [-8, 0, 2, 10]]),
                 t([[-3.0, 0, 7, 10], [0, 0, 8, 10]]),
             ),
-            hint="match greedily: the highest IoU in the whole matrix first, then remove that "
-            "ground truth and that prior and repeat (a plain argmax per ground truth gives both "
-            "objects prior 0, and one of them loses its only prior)",
+            hint="rule 1 is greedy: the highest IoU in the whole matrix first, then that object "
+            "and that prior leave the matrix",
             expected=t([1, 0]),
+        ),
+        Case(
+            "a prior forced to its object keeps it",
+            # Object 1 takes prior 1 (IoU 1), then object 0 its best left, prior 0 (IoU 0.75),
+            # although prior 0 overlaps object 1 more (IoU 0.8).
+            (t([[0.0, 0, 10, 8], [0, 0, 10, 10]]), t([[0.0, 0, 10, 6], [0, 0, 10, 10]])),
+            hint="rule 2 gives a prior its best object only where rule 1 gave it none",
+            expected=t([0, 1]),
+        ),
+        Case(
+            "an object that overlaps no prior gets none",
+            (t([[0.0, 0, 10, 10], [20, 20, 30, 30]]), t([[100.0, 100, 110, 110]])),
+            hint="rule 1 stops when the highest IoU left is 0",
+            expected=t([-1, -1]),
         ),
         Case(
             "no ground truth: every prior is background",
             (t([[0.0, 0, 10, 10], [5, 5, 15, 15]]), torch.zeros(0, 4)),
-            hint="with G = 0 there is nothing to take a max over: return all -1",
+            hint="with G = 0 every prior is background (-1)",
             expected=t([-1, -1]),
         ),
-        Case("40 random priors, 3 random objects", (priors, gts), hint="combine both rules"),
+        Case("40 random priors, 3 random objects", (priors, gts)),
     ]
 
 
@@ -154,5 +174,10 @@ def check_match_priors(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check a learner's ``fn(priors, gt_boxes) -> matched`` (``[P, 4]``, ``[G, 4]`` xyxy ->
     ``[P]`` int64 ground-truth index or -1), SSD's matching at IoU 0.5."""
     return run_check(
-        "check_match_priors", fn, match_priors_cases(), reference=match_priors, verbose=verbose
+        "check_match_priors",
+        fn,
+        match_priors_cases(),
+        reference=match_priors,
+        verbose=verbose,
+        mistakes=MATCH_PRIORS,
     )

@@ -8,7 +8,8 @@ The learner's function::
 trains ``model`` on every ``(images, targets)`` batch once (loss = the sum of the model's loss
 terms), steps ``scheduler`` (an epoch-based schedule) once at the end, and returns the mean of the
 batches' losses as a Python float. The check runs it and ``fit(..., epochs=1)`` from the same
-weights and compares the returned mean, the weights after the epoch and the learning rate.
+weights and compares, as separate cases, the learning rate after the epoch, the weights after
+the epoch and the returned mean: so that two mistakes that spoil different things are told apart.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tutorial_det.exercises.core import Case, CheckResult, compare_tensors, run_check
+from tutorial_det.exercises.mistakes.training import TRAIN_EPOCH
 from tutorial_det.training import fit
 
 
@@ -108,70 +110,75 @@ def _run_fit(model, batches, optimizer, scheduler):
     return math.fsum(history.loss) / len(history.loss)
 
 
-def _outcome(train_epoch: Callable, sizes: list[int], seed: int, schedule: bool, momentum: float):
-    """Run ``train_epoch`` from a fresh toy setup; what the comparison looks at."""
-    model, optimizer, scheduler = _setup(seed, schedule, momentum)
-    model.train()
-    returned = train_epoch(model, _toy_batches(sizes, seed), optimizer, scheduler)
-    weights = torch.cat([p.detach().flatten() for p in model.parameters()])
-    return returned, weights, optimizer.param_groups[0]["lr"]
+#: What a case looks at after the epoch.
+ASPECTS = {
+    "lr": "the learning rate after the epoch",
+    "weights": "the weights after the epoch",
+    "mean": "the mean loss returned",
+}
+
+
+def _aspects_of_one_epoch() -> Callable:
+    """``call(train_epoch, sizes, seed, schedule, momentum, aspect)``: one aspect of the epoch,
+    trained once per function and set-up (the three aspects of an epoch share one run)."""
+    runs: dict[tuple, tuple] = {}
+
+    def call(train_epoch: Callable, sizes, seed, schedule, momentum, aspect) -> Any:
+        key = (train_epoch, tuple(sizes), seed, schedule, momentum)
+        if key not in runs:
+            model, optimizer, scheduler = _setup(seed, schedule, momentum)
+            model.train()
+            returned = train_epoch(model, _toy_batches(sizes, seed), optimizer, scheduler)
+            weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+            runs[key] = (returned, weights, optimizer.param_groups[0]["lr"])
+        returned, weights, lr = runs[key]
+        return {"lr": lr, "weights": weights, "mean": returned}[aspect]
+
+    return call
 
 
 def _compare(got: Any, expected: Any) -> str | None:
-    returned, weights, lr = got
-    want_mean, want_weights, want_lr = expected
-    if isinstance(returned, torch.Tensor):
-        if returned.requires_grad:
-            return (
-                "returned a tensor that still holds the computation graph of every batch (memory "
-                "grows each step): accumulate loss.item(), a float"
-            )
-        if returned.numel() != 1:
-            return f"returned a tensor of shape {list(returned.shape)}, expected one number"
-        returned = returned.item()
-    if not isinstance(returned, float | int) or isinstance(returned, bool):
-        return f"returned {type(returned).__name__}, expected the mean loss as a float"
-    if not math.isclose(lr, want_lr, rel_tol=1e-9):
-        return (
-            f"the learning rate after the epoch is {lr:.6g}, expected {want_lr:.6g}: step an "
-            "epoch-based scheduler once per epoch, after the last batch"
-        )
-    problem = compare_tensors(weights, want_weights)
-    if problem is not None:
-        return (
-            f"the weights after the epoch differ from fit's: {problem}. Zero the gradients "
-            "before each backward and step the optimizer once per batch"
-        )
-    if not math.isclose(returned, want_mean, rel_tol=1e-5, abs_tol=1e-7):
-        hint = (
-            " (was the loss accumulated at all?)"
-            if returned == 0
-            else " (the mean of the batches' total losses, sum of the terms, nothing added)"
-        )
-        return f"returned mean loss {returned:.6g}, expected {want_mean:.6g}{hint}"
-    return None
+    """Compare one aspect: a learning rate or a mean (numbers), or the weights (a tensor)."""
+    if isinstance(expected, torch.Tensor) and not expected.requires_grad:
+        problem = compare_tensors(got, expected)
+        return None if problem is None else f"the weights differ from fit's: {problem}"
+    if isinstance(got, torch.Tensor):
+        if got.requires_grad:
+            if isinstance(expected, torch.Tensor):  # two answers that both hold a graph
+                return None
+            return "returned a tensor that still holds the computation graph, not a float"
+        if got.numel() != 1:
+            return f"returned a tensor of shape {list(got.shape)}, expected one number"
+        got = got.item()
+    if not isinstance(got, float | int) or isinstance(got, bool):
+        return f"returned {type(got).__name__}, expected a float"
+    if isinstance(expected, torch.Tensor):
+        return "expected a tensor that holds the graph, got a number"
+    if math.isclose(got, expected, rel_tol=1e-5, abs_tol=1e-7):
+        return None
+    return f"expected {expected:.6g}, got {got:.6g}"
+
+
+#: The epochs the check runs: ``(batch sizes, seed, with a scheduler, SGD momentum)``.
+EPOCHS = {
+    "three batches of two images, an epoch schedule (factor 0.5 per epoch)": (
+        [2, 2, 2],
+        0,
+        True,
+        0.0,
+    ),
+    "four batches, momentum 0.9": ([3, 3, 3, 3], 1, False, 0.9),
+    "a single batch": ([4], 2, True, 0.0),
+    "batches of 1, 4 and 2 images": ([1, 4, 2], 3, False, 0.0),
+}
 
 
 def train_epoch_cases() -> list[Case]:
-    """Epochs of the toy detector: ``(batch sizes, seed, with a scheduler, SGD momentum)``."""
+    """Each epoch of :data:`EPOCHS`, looked at from each aspect of :data:`ASPECTS`."""
     return [
-        Case(
-            "three batches of two images, an epoch-based schedule (factor 0.5 per epoch)",
-            ([2, 2, 2], 0, True, 0.0),
-            hint="loss = sum of the loss terms; backward; optimizer.step(); scheduler.step() "
-            "once after the loop",
-        ),
-        Case(
-            "momentum: stale gradients would be carried into the next step",
-            ([3, 3, 3, 3], 1, False, 0.9),
-            hint="optimizer.zero_grad() before each backward",
-        ),
-        Case("a single batch", ([4], 2, True, 0.0), hint="the mean of one value is that value"),
-        Case(
-            "batches of different sizes: the mean is over batches, as in fit's history",
-            ([1, 4, 2], 3, False, 0.0),
-            hint="divide the sum of the batch losses by the number of batches",
-        ),
+        Case(f"{epoch}: {what}", (*setup, aspect))
+        for epoch, setup in EPOCHS.items()
+        for aspect, what in ASPECTS.items()
     ]
 
 
@@ -180,9 +187,11 @@ def check_train_epoch(fn: Callable, verbose: bool = True) -> CheckResult:
     the module docstring) against ``fit`` on :class:`ToyDetector`."""
     return run_check(
         "check_train_epoch",
-        lambda *case: _outcome(fn, *case),
+        fn,
         train_epoch_cases(),
-        reference=lambda *case: _outcome(_run_fit, *case),
+        reference=_run_fit,
         compare=_compare,
         verbose=verbose,
+        mistakes=TRAIN_EPOCH,
+        call=_aspects_of_one_epoch(),
     )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from tutorial_det.exercises.core import Case, CheckResult, run_check
+from tutorial_det.exercises.mistakes.wpod import WARP_UNIT_SQUARE, WPOD_LOSS
 from tutorial_det.wpod.geometry import UNIT_SQUARE, warp_unit_square
 from tutorial_det.wpod.loss import wpod_loss
 
@@ -26,7 +27,7 @@ def warp_unit_square_cases() -> list[Case]:
         Case(
             "scale x by 4, y by 2, shift by (1, -3)",
             (t([4.0, 0, 1, 0, 2, -3]),),
-            hint="x = a*qx + b*qy + tx and y = c*qx + d*qy + ty (row-major 2 x 3 matrix)",
+            hint="x = a qx + b qy + tx and y = c qx + d qy + ty",
             expected=t([[-1.0, -4.0], [3.0, -4.0], [3.0, -2.0], [-1.0, -2.0]]),
         ),
         Case(
@@ -37,13 +38,19 @@ def warp_unit_square_cases() -> list[Case]:
         Case(
             "negative diagonal terms",
             (t([-2.0, 0, 0, 0, -1, 0]),),
-            hint="the diagonal terms a and d are clamped at 0: max(a, 0), max(d, 0)",
+            hint="the diagonal terms a and d are clamped at 0",
             expected=torch.zeros(4, 2),
         ),
         Case(
             "a batch [2, 3, 6] of random maps",
             (torch.randn(2, 3, 6, generator=g),),
-            hint="work on the last dimension only, so any leading batch shape goes through",
+            hint="any leading batch shape goes through: [..., 6] -> [..., 4, 2]",
+        ),
+        Case(
+            "inputs on another device",
+            (torch.randn(2, 3, 6, generator=g),),
+            hint="every tensor used lives on the inputs' device",
+            on_other_device=True,
         ),
     ]
 
@@ -56,6 +63,7 @@ def check_warp_unit_square(fn: Callable, verbose: bool = True) -> CheckResult:
         warp_unit_square_cases(),
         reference=warp_unit_square,
         verbose=verbose,
+        mistakes=WARP_UNIT_SQUARE,
     )
 
 
@@ -91,13 +99,13 @@ def wpod_loss_cases() -> list[Case]:
         Case(
             "negative diagonal term",
             _cell(1.0, [-2.0, 0, 0, 0, 1, 0], 1.0, square),
-            hint="clamp the diagonal terms a and d at 0 before warping the square",
+            hint="the diagonal terms a and d are clamped at 0 before warping the square",
             expected=torch.tensor(2.0),
         ),
         Case(
             "probability exactly 0 on an object cell",
             _cell(0.0, identity, 1.0, square),
-            hint="clamp the probability to at least 1e-9 inside the log: -log(0) is infinite",
+            hint="probabilities are clamped to at least 1e-9 inside the log",
             expected=torch.tensor(-math.log(1e-9)),
         ),
         Case(
@@ -105,10 +113,23 @@ def wpod_loss_cases() -> list[Case]:
             (pred, target),
             hint="sum over the cells of each image, then average over the images",
         ),
+        Case(
+            "inputs on another device",
+            (pred, target),
+            hint="every tensor used lives on the inputs' device",
+            on_other_device=True,
+        ),
     ]
 
 
 def check_wpod_loss(fn: Callable, verbose: bool = True) -> CheckResult:
     """Check a learner's ``fn(pred [B, 8, H, W], target [B, 9, H, W]) -> scalar`` (mean over
     images of the per-image sums)."""
-    return run_check("check_wpod_loss", fn, wpod_loss_cases(), reference=wpod_loss, verbose=verbose)
+    return run_check(
+        "check_wpod_loss",
+        fn,
+        wpod_loss_cases(),
+        reference=wpod_loss,
+        verbose=verbose,
+        mistakes=WPOD_LOSS,
+    )
