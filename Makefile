@@ -8,14 +8,24 @@ KERNEL := tutorial-det
 LINTED := tutorial_det tests notebooks/src benchmarks images
 NOTEBOOK_SOURCES := $(sort $(wildcard notebooks/src/[0-9][0-9]_*.py))
 NB ?=
+FRESH ?= notebooks/fresh
+# OpenMP threads (torch's two on two cores) spin while they wait for each other. On a machine with
+# more busy threads than cores, a spinning thread holds the core its partner needs to finish:
+# measured on a loaded 2-core machine, lesson 04's by-hand NMS took 5 to 40 s spinning and under
+# 2 s waiting passively, a training step 8 s against 2 s. Passive waiting gives the same results
+# bit for bit. Everything started from here (JupyterLab's kernels, tests, notebooks)
+# inherits it; set OMP_WAIT_POLICY yourself to override.
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
 
-.PHONY: help setup lab test lint format notebooks notebook bench clean
+.PHONY: help setup lab test lint format notebooks notebook fresh-copies bench clean
 
 help:
 	@echo "make lab        set up .venv (first time only) and open JupyterLab on notebooks/"
 	@echo "make test       set up .venv, then ruff + unit/property tests + nbval over every notebook"
 	@echo "make notebooks  rebuild every notebooks/*.ipynb from notebooks/src/*.py and execute it"
 	@echo "make notebook NB=02_anchors   the same for one lesson"
+	@echo "make fresh-copies  the lessons without outputs, to run yourself, in $(FRESH)/"
 	@echo "make bench      print the benchmark tables (benchmarks/)"
 
 $(BIN)/python:
@@ -25,7 +35,8 @@ $(BIN)/python:
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
-	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (tutorial_det)" >/dev/null
+	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (tutorial_det)" \
+		--env OMP_WAIT_POLICY $(OMP_WAIT_POLICY) >/dev/null
 	@touch $@
 
 setup: $(STAMP)
@@ -63,6 +74,22 @@ notebook: setup
 	$(BIN)/jupytext --to ipynb --set-kernel python3 --execute --run-path notebooks \
 		--output notebooks/$(NB).ipynb notebooks/src/$(NB).py >/dev/null && \
 	echo "  notebooks/$(NB).ipynb: $$(( $$(date +%s) - start )) s"
+
+# The lessons without their outputs, built from their sources into $(FRESH) (git-ignored), for a
+# learner to run cell by cell and predict before running. A copy already there is kept: it may
+# hold the learner's work. The copies are not paired with a script (their own jupytext.toml).
+fresh-copies: setup
+	@mkdir -p $(FRESH)
+	@echo 'formats = "ipynb"' > $(FRESH)/jupytext.toml
+	@for src in $(NOTEBOOK_SOURCES); do \
+		copy=$(FRESH)/$$(basename $$src .py).ipynb; \
+		if [ -e $$copy ]; then \
+			echo "kept $$copy (yours; delete it to start that lesson again)"; \
+		else \
+			$(BIN)/jupytext --quiet --to ipynb --set-kernel python3 --output $$copy $$src \
+				&& echo "wrote $$copy" || exit 1; \
+		fi; \
+	done
 
 bench: setup
 	$(BIN)/python -m benchmarks

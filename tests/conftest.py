@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
-import torch
+# Before torch loads OpenMP, which reads it once: its threads wait without spinning, so a busy
+# machine slows the tests (and the kernels nbval starts) by a fair share (see the Makefile).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
