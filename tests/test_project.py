@@ -3,6 +3,7 @@ executed top to bottom, and `make lab` serving JupyterLab on 127.0.0.1 behind a 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -150,3 +151,88 @@ def test_package_imports_without_jupyter_display():
         check=True,
     )
     assert re.fullmatch(r"\d+\.\d+\.\d+\n", out.stdout)
+
+
+@pytest.mark.slow
+def test_make_fresh_copies_writes_the_lessons_without_outputs_and_keeps_yours(tmp_path):
+    venv = Path(sys.prefix)
+    fresh = tmp_path / "fresh"
+
+    def make_fresh_copies() -> str:
+        # -o: the venv is set up already; never reinstall into it from a test
+        run = subprocess.run(
+            ["make", "--no-print-directory", "fresh-copies", f"VENV={venv}", f"FRESH={fresh}"]
+            + ["-o", str(venv / ".tutorial_det-installed")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={k: v for k, v in os.environ.items() if k != "MAKEFLAGS"},
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        return run.stdout
+
+    assert make_fresh_copies().count("wrote ") == len(NOTEBOOKS)
+    for lesson in NOTEBOOKS:
+        copy = nbformat.read(fresh / lesson.name, as_version=4)
+        source = jupytext.read(ROOT / "notebooks" / "src" / f"{lesson.stem}.py")
+        assert [c.source for c in copy.cells] == [c.source for c in source.cells]
+        code = [c for c in copy.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), lesson.name
+        assert copy.metadata["kernelspec"]["name"] == "python3"
+    said = [c for c in nbformat.read(fresh / NOTEBOOKS[0].name, 4).cells if "say(" in c.source]
+    assert said and all(c.metadata["jupyter"]["source_hidden"] for c in said)
+    # a learner's copy is never overwritten
+    mine = fresh / NOTEBOOKS[0].name
+    mine.write_text(mine.read_text().replace("# 00 · Boxes and images", "# 00 · my notes"))
+    again = make_fresh_copies()
+    assert f"kept {mine}" in again and "wrote" not in again
+    assert "# 00 · my notes" in mine.read_text()
+    assert (fresh / "jupytext.toml").read_text().strip() == 'formats = "ipynb"'
+
+
+def _references():
+    """Each check of the lessons' "write your own" exercises, with the reference solution the
+    README names for it (qualified name, and the callable that must pass the check)."""
+    from tutorial_det import anchors, boxes, labelling, nms, roi, roi_pool, rpn, ssd
+    from tutorial_det.metrics import average_precision
+    from tutorial_det.wpod.geometry import warp_unit_square
+
+    return {
+        "check_box_iou": ("tutorial_det.boxes.box_iou", boxes.box_iou),
+        "check_anchor_base": ("tutorial_det.anchors.anchor_base", anchors.anchor_base),
+        "check_grid_anchors": ("tutorial_det.anchors.grid_anchors", anchors.grid_anchors),
+        "check_label_anchors": ("tutorial_det.labelling.label_anchors", labelling.label_anchors),
+        "check_nms": ("tutorial_det.nms.nms", nms.nms),
+        "check_to_anchor_order": ("tutorial_det.rpn.to_anchor_order", rpn.to_anchor_order),
+        "check_roi_pool": ("tutorial_det.roi_pool.roi_pool", roi_pool.roi_pool),
+        "check_proposal_targets": (
+            "tutorial_det.roi.proposal_targets",
+            functools.partial(roi.proposal_targets, batch_size_per_image=10_000),
+        ),
+        "check_rpn_loss": ("tutorial_det.rpn.rpn_loss", rpn.rpn_loss),
+        "check_roi_head_loss": ("tutorial_det.roi.roi_head_loss", roi.roi_head_loss),
+        "check_match_priors": ("tutorial_det.labelling.match_priors", labelling.match_priors),
+        "check_hard_negative_mining": (
+            "tutorial_det.ssd.hard_negative_mask",
+            functools.partial(ssd.hard_negative_mask, mining="per_image"),
+        ),
+        "check_warp_unit_square": ("tutorial_det.wpod.geometry.warp_unit_square", warp_unit_square),
+        "check_average_precision": ("tutorial_det.metrics.average_precision", average_precision),
+    }
+
+
+def test_readme_names_each_exercise_s_reference_solution_and_it_passes_its_check():
+    from tutorial_det import exercises
+
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| ") and "check_" in line]
+    asked = {c for src in (ROOT / "notebooks" / "src").glob("*.py") for c in
+             re.findall(r"^(check_\w+)\(my_", src.read_text(), re.MULTILINE)}  # fmt: skip
+    for check, (name, reference) in _references().items():
+        row = next((row for row in rows if f"`{check}`" in row), None)
+        assert row is not None, f"README's exercise table has no row for {check}"
+        assert f"`{name}`" in row, f"README's row for {check} does not name {name}"
+        result = getattr(exercises, check)(reference, verbose=False)
+        assert result, f"{name} fails {check}: {result.report()}"
+    missing = asked - set(_references()) - {"check_receptive_field"}  # lesson 01's own check
+    assert not missing, f"lessons ask for exercises the README's table does not list: {missing}"

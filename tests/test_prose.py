@@ -12,6 +12,7 @@ count.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,22 @@ def test_cells_that_only_say_are_stored_collapsed(name):
                 f"lesson {name}, code cell {number} only shows sentences: store it collapsed, "
                 'with the header `# %% jupyter={"source_hidden": true}` in its source'
             )
+
+
+#: The lessons name the source documents as the README does ("How to use the lessons": the
+#: walkthrough, the SSD tutorial, ...); "seed" means a random seed only.
+SEED_AS_DOCUMENT = re.compile(r"seed(?:'s\b|\s+notebook|[\s_-]+style)", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", AUDITED)
+def test_source_documents_are_not_called_the_seed(name):
+    for number, cell in enumerate(_lesson(name).cells, start=1):
+        found = SEED_AS_DOCUMENT.search(cell.source)
+        assert not found, (
+            f"lesson {name}, cell {number}: {found.group(0)!r} names a source document; call it "
+            "as the README's 'How to use the lessons' does (the walkthrough, the SSD tutorial, "
+            "...): 'seed' means a random seed"
+        )
 
 
 def test_audited_lessons_exist():
