@@ -1,5 +1,6 @@
 """The assembled Faster R-CNN: torchvision's detection contract in training and evaluation,
 batching of images of different sizes, detections against torchvision's postprocessing, the
+same losses, gradients and detections as torchvision's FasterRCNN given the same weights, the
 registry entry, errors."""
 
 from __future__ import annotations
@@ -7,8 +8,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import RoIHeads
 
+from benchmarks.train_faster_rcnn import torchvision_twin
 from tutorial_det.backbones import TinyBackbone
 from tutorial_det.data import ShapesDataset, detection_collate
 from tutorial_det.faster_rcnn import (
@@ -173,3 +178,73 @@ def test_default_model_uses_the_stride_8_map_and_16_32_64_anchors():
     sides = (model.rpn.base_anchors[:, 2] - model.rpn.base_anchors[:, 0]).reshape(3, 3)
     torch.testing.assert_close(sides[1], torch.tensor([16.0, 32.0, 64.0]))  # ratio 1
     assert len(model.rpn.anchors((16, 16))) == 16 * 16 * 9
+
+
+# --------------------------------------------------------------------------- torchvision's twin
+
+
+def torchvision_twin_with_our_weights(ours: FasterRCNN) -> TorchvisionFasterRCNN:
+    """The benchmark's torchvision twin of ``ours`` with ours' geometry (anchors centred on the
+    cells, ``roi_align(aligned=True)``) and ours' weights. Our two objectness logits
+    (background, object) become its one logit: their difference."""
+    twin = torchvision_twin(ours, our_geometry=True)
+    rpn, head = ours.rpn, ours.roi_head
+    twin.backbone.load_state_dict(ours.backbone.state_dict())
+    conv, logits = twin.rpn.head.conv[0][0], twin.rpn.head.cls_logits
+    with torch.no_grad():
+        conv.weight.copy_(rpn.head.conv.weight)
+        conv.bias.copy_(rpn.head.conv.bias)
+        logits.weight.copy_(rpn.head.cls_logits.weight[1::2] - rpn.head.cls_logits.weight[0::2])
+        logits.bias.copy_(rpn.head.cls_logits.bias[1::2] - rpn.head.cls_logits.bias[0::2])
+    twin.rpn.head.bbox_pred.load_state_dict(rpn.head.bbox_pred.state_dict())
+    twin.roi_heads.box_head.fc6.load_state_dict(head.fc6.state_dict())
+    twin.roi_heads.box_head.fc7.load_state_dict(head.fc7.state_dict())
+    twin.roi_heads.box_predictor.cls_score.load_state_dict(head.cls_score.state_dict())
+    twin.roi_heads.box_predictor.bbox_pred.load_state_dict(head.bbox_pred.state_dict())
+    return twin
+
+
+def test_same_weights_give_torchvisions_losses_gradients_and_detections():
+    # every labelled anchor and every candidate RoI sampled: no random draw in either model
+    torch.manual_seed(0)
+    ours = FasterRCNN(
+        4,
+        rpn_batch_size_per_image=10_000,
+        rpn_positive_fraction=1.0,
+        roi_batch_size_per_image=10_000,
+        roi_positive_fraction=1.0,
+    )
+    twin = torchvision_twin_with_our_weights(ours)
+    images, targets = detection_collate([ShapesDataset(2, seed=3)[i] for i in range(2)])
+    losses, twin_losses = ours.train()(images, targets), twin.train()(images, targets)
+    for name in LOSSES:
+        torch.testing.assert_close(losses[name], twin_losses[name], rtol=1e-5, atol=1e-7)
+    sum(losses.values()).backward()
+    sum(twin_losses.values()).backward()
+    first_conv = ours.backbone.backbone[0][0].weight.grad
+    torch.testing.assert_close(
+        first_conv, twin.backbone.backbone[0][0].weight.grad, rtol=1e-4, atol=1e-6
+    )
+    object_grad = ours.rpn.head.cls_logits.weight.grad[1::2]  # = - the background's
+    torch.testing.assert_close(object_grad, -ours.rpn.head.cls_logits.weight.grad[0::2])
+    torch.testing.assert_close(
+        object_grad, twin.rpn.head.cls_logits.weight.grad, rtol=1e-4, atol=1e-7
+    )
+    with torch.no_grad():
+        found, twin_found = ours.eval()(images), twin.eval()(images)
+    for a, b in zip(found, twin_found, strict=True):
+        assert len(a["boxes"]) > 0
+        torch.testing.assert_close(a["boxes"], b["boxes"])
+        torch.testing.assert_close(a["scores"], b["scores"])
+        assert torch.equal(a["labels"], b["labels"])
+
+
+def test_torchvisions_anchors_sit_half_a_cell_up_and_left_of_ours():
+    model = FasterRCNN(4)
+    generator = AnchorGenerator(((16, 32, 64),), ((0.5, 1.0, 2.0),))
+    images = ImageList(torch.zeros(1, 3, 128, 128), [(128, 128)])
+    theirs = generator(images, [torch.zeros(1, 128, 16, 16)])[0]
+    ours = model.rpn.anchors((16, 16))
+    # its base anchors are centred on (0, 0) and rounded to whole pixels; ours on the first
+    # cell's centre (4, 4) at stride 8
+    torch.testing.assert_close(theirs, (ours - 4).round())

@@ -3,11 +3,15 @@ torchvision's operations, the loss against torchvision's RegionProposalNetwork, 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from hypothesis import given
 from hypothesis import strategies as st
+from torch import Tensor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.rpn import RegionProposalNetwork as TorchvisionRPN
 
@@ -314,3 +318,48 @@ def test_objectness_probability_is_the_sigmoid_of_the_logit_difference():
     torch.testing.assert_close(
         objectness_probability(logits), torch.sigmoid(logits[:, 1] - logits[:, 0])
     )
+
+
+def test_two_objectness_logits_under_adam_learn_like_one_at_twice_the_rate():
+    # The pair (background b, object o) is one logit o - b, but each of the two layers gets
+    # the same gradient, negated, and Adam moves each by the learning rate: o - b moves twice
+    # as far per step as torchvision's single logit (whose layer needs 2 x lr to keep up).
+    torch.manual_seed(0)
+    ours = RPNHead(8, 3)
+    theirs = torchvision.models.detection.rpn.RPNHead(8, 3)
+    conv = theirs.conv[0][0]
+    with torch.no_grad():
+        conv.weight.copy_(ours.conv.weight)
+        conv.bias.copy_(ours.conv.bias)
+        theirs.cls_logits.weight.copy_(ours.cls_logits.weight[1::2] - ours.cls_logits.weight[0::2])
+        theirs.cls_logits.bias.copy_(ours.cls_logits.bias[1::2] - ours.cls_logits.bias[0::2])
+    features = torch.randn(2, 8, 5, 5)
+    labels = torch.randint(-1, 2, (2, 75))
+    sampled = labels >= 0
+
+    def train(logit_rate: float) -> tuple[Tensor, Tensor]:
+        ours_head, their_head = copy.deepcopy(ours), copy.deepcopy(theirs)
+        ours_opt = torch.optim.Adam(ours_head.parameters(), lr=1e-2)
+        their_opt = torch.optim.Adam(
+            [
+                {"params": their_head.conv.parameters()},
+                {"params": their_head.cls_logits.parameters(), "lr": logit_rate},
+            ],
+            lr=1e-2,
+        )
+        for _ in range(10):
+            pair = to_anchor_order(ours_head(features)[0], 2)
+            loss = F.cross_entropy(pair[sampled], labels[sampled])
+            one = to_anchor_order(their_head([features])[0][0], 1).squeeze(-1)
+            their_loss = F.binary_cross_entropy_with_logits(one[sampled], labels[sampled].float())
+            for optimizer, value in ((ours_opt, loss), (their_opt, their_loss)):
+                optimizer.zero_grad()
+                value.backward()
+                optimizer.step()
+        weights = ours_head.cls_logits.weight
+        return weights[1::2] - weights[0::2], their_head.cls_logits.weight
+
+    difference, single = train(logit_rate=2e-2)
+    torch.testing.assert_close(difference, single, rtol=1e-4, atol=1e-6)
+    difference, single = train(logit_rate=1e-2)
+    assert not torch.allclose(difference, single, rtol=1e-2, atol=1e-4)
