@@ -319,17 +319,18 @@ for name, box_yxyx in [
 #
 # ## 7. Exercise: your own IoU
 #
-# `check_box_iou(fn)` runs a function of yours on known answers, edge cases and random boxes, and
-# tells you which case fails, what it expected and a hint. First, see what it says about the
+# `check_box_iou(fn)` runs a function of yours on known answers, edge cases and random boxes.
+# When a case fails it first names the mistake your function makes, then shows the smallest case
+# that fails, with what it expected and what came back. First, see what it says about the
 # `box_iou_by_hand` we wrote above:
 
 # %%
 check_box_iou(box_iou_by_hand)
 
 # %% [markdown]
-# Only the zero-area case fails, as we found by hand. Now write your own version below, one that
-# passes every case (don't copy `box_iou_by_hand`: start from the formula). Replace the
-# `raise NotImplementedError` and run the check again.
+# It names the cause we found by hand, and only the zero-area case fails. Now write your own
+# version below, one that passes every case (don't copy `box_iou_by_hand`: start from the
+# formula). Replace the `raise NotImplementedError` and run the check again.
 
 
 # %%

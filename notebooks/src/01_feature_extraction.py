@@ -32,7 +32,7 @@ from tutorial_det.backbones import (
     vgg16_stride16,
     vgg16_weights_path,
 )
-from tutorial_det.exercises import Case, run_check
+from tutorial_det.exercises import check_receptive_field
 from tutorial_det.runtime import median_time_ms, pick_device, seed_everything
 from tutorial_det.samples import load_sample
 from tutorial_det.viz import draw_cell_grid, draw_receptive_field, show_feature_maps, show_image
@@ -415,68 +415,12 @@ print(f"TinyBackbone      : {tiny_ms:7.0f} ms per 800 x 800 image ({vgg_ms / tin
 # and dilation `d` widens the field by `d (k - 1)` times the stride so far, then multiplies the
 # stride by `s`; ReLU and BatchNorm change nothing.
 #
-# `run_check` (the machinery behind every `check_*` of this course) compares your function with
-# the package's `layer_shapes` on the cases below. First, a tempting wrong answer: adding up the
-# kernels and forgetting the strides.
+# `check_receptive_field` compares your function with the package's `layer_shapes` on networks
+# from one convolution to VGG16 and, when a case fails, names the mistake first. First, a tempting
+# wrong answer: adding up the kernels and forgetting the strides.
 
 
 # %%
-def reference_receptive_field(net):
-    first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
-    last = layer_shapes(net, (1, first.in_channels, 64, 64))[-1]
-    return (last.stride, last.receptive_field)
-
-
-receptive_field_cases = [
-    Case("one 3x3 convolution", (nn.Sequential(nn.Conv2d(3, 8, 3, padding=1)),)),
-    Case(
-        "two 3x3 convolutions",
-        (nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)),),
-        hint="each 3x3 convolution at stride 1 adds 2 pixels: 3, then 5",
-    ),
-    Case(
-        "convolution then pooling",
-        (nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.MaxPool2d(2)),),
-        hint="a 2x2 pool adds (2 - 1) x stride so far = 1, then doubles the stride",
-    ),
-    Case(
-        "a ResNet stem: 7x7 stride 2, then 3x3 pool stride 2",
-        (nn.Sequential(nn.Conv2d(3, 8, 7, stride=2, padding=3), nn.MaxPool2d(3, 2, padding=1)),),
-        hint="after the stride-2 convolution the pool's 3x3 window spans 2 x 2 = 4 more pixels",
-    ),
-    Case(
-        "a dilated 3x3 convolution",
-        (nn.Sequential(nn.Conv2d(3, 8, 3, padding=2, dilation=2)),),
-        hint="dilation d spreads the kernel: it spans d (k - 1) + 1 pixels",
-    ),
-    Case(
-        "TinyBackbone (nested stages)",
-        (TinyBackbone(),),
-        hint="walk the leaves: [m for m in net.modules() if not isinstance(m, nn.Sequential)]",
-    ),
-    Case("VGG16 to stride 16", (vgg16_stride16(),), hint="expected stride 16, field 196"),
-]
-
-
-def compare_pairs(got, want):
-    """None when got is the pair want, else what is wrong."""
-    try:
-        same = tuple(int(v) for v in got) == want
-    except (TypeError, ValueError):
-        return f"expected a pair (stride, receptive_field), got {got!r}"
-    return None if same else f"expected {want}, got {tuple(got)}"
-
-
-def check_receptive_field(fn):
-    return run_check(
-        "check_receptive_field",
-        fn,
-        receptive_field_cases,
-        reference=reference_receptive_field,
-        compare=compare_pairs,
-    )
-
-
 def sum_of_kernels(net):
     """Wrong on purpose: adds up the kernels and ignores every stride."""
     field = 1
@@ -490,9 +434,11 @@ def sum_of_kernels(net):
 check_receptive_field(sum_of_kernels)
 
 # %% [markdown]
+# The check names two causes: the strides, and the dilation, which the kernel sum never reads.
 # The kernel sum passes the first two cases (stride 1, no dilation) and fails all the others:
 # after a stride-2 layer every further kernel tap is 2 pixels wide, after stride 16 it is 16
-# pixels wide, and a dilated kernel spans more pixels than it has taps. Now your version: replace the `raise` and run the cell.
+# pixels wide, and a dilated kernel spans more pixels than it has taps. Now your version: replace
+# the `raise` and run the cell.
 
 
 # %%

@@ -428,9 +428,9 @@ print(f"kept by both: {common}")
 check_nms(nms_seed_style)
 
 # %% [markdown]
-# `check_nms` catches both: the case "sort by the scores, not by the indices" and the case
-# "no '+1' in widths and areas" fail (with hints), while the cases that do not depend on the
-# order or on tiny boxes pass. Our `nms_by_hand` passes all of them:
+# `check_nms` names both causes, the visiting order first, then the "+1", each with the smallest
+# case that shows it; the cases that depend neither on the order nor on tiny boxes pass. Our
+# `nms_by_hand` passes all of them:
 
 # %%
 check_nms(nms_by_hand)

@@ -529,14 +529,16 @@ plt.show()
 # ## 9. Exercise: warp the unit square yourself
 #
 # `check_warp_unit_square(fn)` runs your function on known answers (identity, scaling, shear,
-# a negative diagonal term) and a random batch, and says which case fails and why. Here is what
-# it says about a version that forgets the clamp:
+# a negative diagonal term), a random batch and inputs on another device; when a case fails it
+# names the mistake first, then shows the smallest case that fails. Here is what it says about a
+# version that forgets the clamp:
 
 
 # %%
 def warp_without_clamp(affine):
     a, b, tx, c, d, ty = affine.unbind(-1)
-    qx, qy = W.UNIT_SQUARE[:, 0], W.UNIT_SQUARE[:, 1]
+    square = W.UNIT_SQUARE.to(affine)  # on the inputs' device
+    qx, qy = square[:, 0], square[:, 1]
     x = a[..., None] * qx + b[..., None] * qy + tx[..., None]
     y = c[..., None] * qx + d[..., None] * qy + ty[..., None]
     return torch.stack((x, y), dim=-1)
@@ -547,7 +549,8 @@ check_warp_unit_square(warp_without_clamp)
 # %% [markdown]
 # Now write your own: `affine [..., 6]` holds `(a, b, tx, c, d, ty)`; return `[..., 4, 2]`, the
 # four corners of the unit square (top-left, top-right, bottom-right, bottom-left) moved by
-# the clamped map. Replace the `raise NotImplementedError` and run the check.
+# the clamped map, on the inputs' device. Replace the `raise NotImplementedError` and run the
+# check.
 
 
 # %%

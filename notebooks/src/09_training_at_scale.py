@@ -281,8 +281,9 @@ except TypeError as error:
 # the lowest *training* loss, which says nothing about held-out data.
 #
 # The exercise at the end asks you to write one epoch correctly. `check_train_epoch` runs your
-# function and `fit` from the same weights on a toy detector, and compares the mean loss returned,
-# the weights after the epoch and the learning rate. The template's epoch, as a function:
+# function and `fit` from the same weights on a toy detector, and compares the learning rate after
+# the epoch, the weights after it and the mean loss returned, each as a case of its own, so that
+# bugs that spoil different things are all named. The template's epoch, as a function:
 
 
 # %%
@@ -302,15 +303,15 @@ def template_epoch(model, batches, optimizer, scheduler=None):
 template_check = check_train_epoch(template_epoch)
 
 # %%
-failed = [failure.split("]")[0][1:] for failure in template_check.failures]
-print(f"{len(failed)} of {template_check.total} cases fail:")
-for name in failed:
-    print(" -", name)
+print(f"{len(template_check.failures)} of {template_check.total} cases fail; the causes named:")
+for mistake in template_check.causes:
+    print(" -", mistake.name)
 
 # %% [markdown]
-# All four cases fail (the report above gives the numbers): the first on the learning rate (bug 4:
-# 0.5 x 0.5³ after three batches instead of 0.5 x 0.5), the others on the returned mean, 0 (bug 3).
-# Bug 2 hides behind bug 3 here; fix the accumulation and the check reports the extra 0.1.
+# The check names two causes (the report above gives the numbers): the running total that is
+# never added to (bug 3: every mean returned is 0), then the scheduler stepped after every batch
+# (bug 4: after three batches the learning rate is 0.5 x 0.5³ instead of 0.5 x 0.5). Bug 2 hides
+# behind bug 3 here; fix the accumulation and the check names the added constant.
 #
 # ## 2. From the template to `fit`
 #

@@ -161,14 +161,9 @@ def _compare(got: Any, expected: Any) -> str | None:
 
 #: The epochs the check runs: ``(batch sizes, seed, with a scheduler, SGD momentum)``.
 EPOCHS = {
-    "three batches of two images, an epoch schedule (factor 0.5 per epoch)": (
-        [2, 2, 2],
-        0,
-        True,
-        0.0,
-    ),
+    "three batches, the rate halved each epoch": ([2, 2, 2], 0, True, 0.0),
     "four batches, momentum 0.9": ([3, 3, 3, 3], 1, False, 0.9),
-    "a single batch": ([4], 2, True, 0.0),
+    "one batch, the rate halved each epoch": ([4], 2, True, 0.0),
     "batches of 1, 4 and 2 images": ([1, 4, 2], 3, False, 0.0),
 }
 
