@@ -1,16 +1,21 @@
-"""Shared test settings: hypothesis profiles and small box strategies."""
+"""Shared test settings and helpers: hypothesis profiles, box strategies, the seed notebook's
+800 x 800 example (its anchors and ground truths), label counts and a short training loop."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 # Before torch loads OpenMP, which reads it once: its threads wait without spinning, so a busy
 # machine slows the tests (and the kernels nbval starts) by a fair share (see the Makefile).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
 
 settings.register_profile(
     "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -36,3 +41,42 @@ def xyxy_boxes(
         )
     ]
     return torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
+
+
+def t(rows) -> torch.Tensor:
+    """A float32 tensor of ``rows`` (boxes written out in a test)."""
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+#: The seed notebook's two ground truths on its 800 x 800 image (lesson 03): (y1, x1, y2, x2)
+#: [[20, 30, 400, 500], [300, 400, 500, 600]] there, xyxy here.
+SEED_GT = t([[30, 20, 500, 400], [400, 300, 600, 500]])
+
+
+@pytest.fixture(scope="session")
+def anchors_800() -> torch.Tensor:
+    """Faster R-CNN's 22500 anchors on an 800 x 800 image: stride 16, 50 x 50 cells x 9."""
+    return grid_anchors(anchor_base(), (50, 50), 16)
+
+
+@pytest.fixture(scope="session")
+def inside_800(anchors_800) -> torch.Tensor:
+    """The 8940 of them that lie inside the image."""
+    return anchors_800[inside_anchors(anchors_800, (800, 800))]
+
+
+def label_counts(labels: torch.Tensor) -> tuple[int, int, int]:
+    """``(positive, negative, ignored)``: how many labels are 1, 0 and -1."""
+    return int((labels == 1).sum()), int((labels == 0).sum()), int((labels == -1).sum())
+
+
+def loss_history(loss_fn: Callable[[], torch.Tensor], optimizer, steps: int) -> list[float]:
+    """The losses of ``steps`` optimisation steps on ``loss_fn()``, a scalar tensor."""
+    history = []
+    for _ in range(steps):
+        loss = loss_fn()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(loss.item())
+    return history

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from conftest import loss_history
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
@@ -57,14 +58,7 @@ def test_a_few_steps_on_one_batch_lower_the_loss():
     model = small_model().train()
     images, targets = shapes_batch()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    totals = []
-    for _ in range(12):
-        losses = model(images, targets)
-        total = sum(losses.values())
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        totals.append(total.item())
+    totals = loss_history(lambda: sum(model(images, targets).values()), optimizer, 12)
     assert totals[-1] < 0.6 * totals[0]
 
 
@@ -85,22 +79,7 @@ def test_eval_returns_detections_inside_each_image():
         assert bool((boxes >= 0).all())
 
 
-def test_batch_images_normalises_and_pads_to_a_multiple_of_16():
-    model = small_model()
-    batch, sizes = model.batch_images([torch.ones(3, 40, 50), torch.zeros(3, 20, 70)])
-    assert batch.shape == (2, 3, 48, 80) and sizes == [(40, 50), (20, 70)]
-    mean, std = model.image_mean.flatten(), model.image_std.flatten()
-    torch.testing.assert_close(batch[0, :, 0, 0], (1 - mean) / std)
-    assert batch[0, :, 40:].abs().sum() == 0 and batch[1, :, :, 70:].abs().sum() == 0
-    same, _ = model.batch_images(torch.ones(2, 3, 32, 32))
-    assert same.shape == (2, 3, 32, 32)
-    # a backbone without size_divisible: padded to its stride
-    backbone = TinyBackbone((8, 8, 8), (1, 1, 1))
-    plain = FasterRCNN(3, backbone=backbone, anchor_sizes=(16,), representation_size=8)
-    assert plain.batch_images([torch.ones(3, 41, 9)])[0].shape == (1, 3, 48, 16)
-
-
-def test_detect_matches_torchvision_postprocessing():
+def test_decode_detections_matches_torchvision_postprocessing():
     g = torch.Generator().manual_seed(0)
     rois = torch.rand(200, 2, generator=g) * 100
     rois = torch.cat((rois, rois + torch.rand(200, 2, generator=g) * 60 + 1), dim=1)
@@ -116,7 +95,7 @@ def test_detect_matches_torchvision_postprocessing():
     assert torch.equal(ours["labels"], labels[0])
 
 
-def test_detect_with_no_rois_is_empty():
+def test_decode_detections_with_no_rois_is_empty():
     out = decode_detections(torch.zeros(0, 4), torch.zeros(0, 4, 4), torch.zeros(0, 4), (64, 64))
     assert out["boxes"].shape == (0, 4) and out["labels"].shape == (0,)
 

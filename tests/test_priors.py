@@ -19,11 +19,11 @@ from tutorial_det.anchors import (
     anchor_base,
     grid_anchors,
     prior_boxes,
-    seed_style_priors,
     ssd300_priors,
     ssd_scales,
 )
 from tutorial_det.boxes import box_convert, xyxy_to_cxcywh
+from tutorial_det.exercises.seed_style import seed_style_priors
 
 
 def _torchvision_ssd300(clip: bool) -> torch.Tensor:
@@ -192,9 +192,13 @@ def test_seed_style_priors_are_grid_anchors_level_by_level():
     torch.testing.assert_close(priors, expected)
 
 
-def test_seed_style_priors_rejects_mismatched_lists():
+def test_seed_style_priors_rejects_mismatched_lists_and_sizes():
     with pytest.raises(ValueError, match="one size per feature map"):
         seed_style_priors(128, strides=(4, 8), scales=(10,), ratios=(1,))
+    with pytest.raises(
+        ValueError, match=r"strides and scales must be positive, got \(4, 8\) and \(10, 0\)"
+    ):
+        seed_style_priors(128, strides=(4, 8), scales=(10, 0), ratios=(1,))
 
 
 # --------------------------------------------------------------------------- PriorsExplorer

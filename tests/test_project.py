@@ -219,7 +219,7 @@ def _references():
         "check_match_priors": ("tutorial_det.labelling.match_priors", labelling.match_priors),
         "check_hard_negative_mining": (
             "tutorial_det.ssd.hard_negative_mask",
-            functools.partial(ssd.hard_negative_mask, mining="per_image"),
+            ssd.hard_negative_mask,
         ),
         "check_warp_unit_square": ("tutorial_det.wpod.geometry.warp_unit_square", warp_unit_square),
         "check_average_precision": ("tutorial_det.metrics.average_precision", average_precision),

@@ -118,7 +118,7 @@ def test_from_model_uses_the_model_rpn():
     model = FasterRCNN(4).eval()
     explorer = ProposalsExplorer.from_model(model, IMAGE)  # the model's test-time settings
     with torch.no_grad():
-        features = model.backbone(model.batch_images([IMAGE])[0])
+        features = model.backbone(model.transform([IMAGE])[0])
         proposals, _ = model.rpn(features, [(128, 160)])
     torch.testing.assert_close(explorer.view.boxes, proposals[0])
     assert explorer.post_nms_top_n.value == 150 and explorer.view.kept == 150

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import xyxy_boxes
+from conftest import loss_history, xyxy_boxes
 from hypothesis import given
 from hypothesis import strategies as st
 from torchvision.models.detection import _utils as det_utils
@@ -17,6 +17,10 @@ from torchvision.models.detection.ssd import SSD as TorchvisionSSD
 
 from tutorial_det.boxes import box_convert, box_iou, decode_boxes
 from tutorial_det.exercises import check_hard_negative_mining, check_match_priors
+from tutorial_det.exercises.seed_style import (
+    hard_negative_mask_across_batch,
+    multibox_loss_seed_style,
+)
 from tutorial_det.labelling import match_priors
 from tutorial_det.models import MODELS, build_model
 from tutorial_det.ssd import (
@@ -154,14 +158,16 @@ def test_prior_targets_without_objects_and_with_bad_labels(priors):
 # --------------------------------------------------------------------------- mining
 
 
-def test_hard_negative_mask_per_image_and_batch():
+def test_hard_negative_mask_per_image_and_the_seeds_across_the_batch():
     loss = torch.tensor([[0.1, 9.0, 8.0, 7.0, 6.0, 5.0], [0.1, 0.5, 0.4, 0.3, 0.2, 0.1]])
     positive = torch.tensor([[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]], dtype=torch.bool)
     per_image = hard_negative_mask(loss, positive, 2)
     assert per_image.int().tolist() == [[0, 1, 1, 0, 0, 0], [0, 1, 1, 0, 0, 0]]
     # Across the batch the first image's large losses take all 2 x 2 = 4 places.
-    batch = hard_negative_mask(loss, positive, 2, mining="batch")
+    batch = hard_negative_mask_across_batch(loss, positive, 2)
     assert batch.int().tolist() == [[0, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0]]
+    with pytest.raises(ValueError, match=r"\[B, P\]"):
+        hard_negative_mask_across_batch(loss[0], positive[0])
 
 
 @given(
@@ -186,8 +192,6 @@ def test_hard_negative_mask_properties(b, p, ratio, data):
 
 
 def test_hard_negative_mask_rejects_bad_input():
-    with pytest.raises(ValueError, match="mining"):
-        hard_negative_mask(torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.bool), mining="image")
     with pytest.raises(ValueError, match=r"\[B, P\]"):
         hard_negative_mask(torch.zeros(3), torch.zeros(3, dtype=torch.bool))
     with pytest.raises(TypeError, match="bool"):
@@ -242,7 +246,7 @@ def test_multibox_loss_by_hand():
     assert loss["classification"].item() == pytest.approx((ce[0] + hardest).item(), rel=1e-6)
     assert loss["bbox_regression"].item() == pytest.approx(smooth_l1, rel=1e-6)
     # The seed's normalisation: negatives divided by their own count (3), not by N = 1.
-    split = multibox_loss(logits, deltas, labels, targets, normalise="split")
+    split = multibox_loss_seed_style(logits, deltas, labels, targets, across_batch=False)
     assert split["classification"].item() == pytest.approx((ce[0] + hardest / 3).item(), rel=1e-6)
     assert split["bbox_regression"].item() == pytest.approx(smooth_l1, rel=1e-6)
 
@@ -253,7 +257,7 @@ def test_multibox_loss_batch_mining_differs_from_per_image():
     labels = torch.tensor([[1, 0, 0, 0], [1, 0, 0, 0]])
     zeros = torch.zeros(2, 4, 4)
     per_image = multibox_loss(logits, zeros, labels, zeros, neg_pos_ratio=1)
-    batch = multibox_loss(logits, zeros, labels, zeros, neg_pos_ratio=1, mining="batch")
+    batch = multibox_loss_seed_style(logits, zeros, labels, zeros, neg_pos_ratio=1, split=False)
     ce = F.cross_entropy(logits.reshape(-1, 2), labels.reshape(-1), reduction="none").view(2, 4)
     # Per image: prior 1 of image 0 and one (tied, log 2) prior of image 1; batch: priors 1, 2 of 0.
     assert per_image["classification"].item() == pytest.approx(
@@ -262,6 +266,28 @@ def test_multibox_loss_batch_mining_differs_from_per_image():
     assert batch["classification"].item() == pytest.approx(
         ((ce[:, 0].sum() + ce[0, 1] + ce[0, 2]) / 2).item()
     )
+
+
+def test_the_seeds_loss_without_its_bugs_is_the_papers(priors):
+    g = torch.Generator().manual_seed(4)
+    targets = _random_targets(g, 4)
+    logits, deltas = _head_outputs(g, 4, len(priors))
+    labels, target_deltas = (
+        torch.stack(v)
+        for v in zip(
+            *(prior_targets(priors, t["boxes"], t["labels"]) for t in targets), strict=True
+        )
+    )
+    paper = multibox_loss(logits, deltas, labels, target_deltas)
+    fixed = multibox_loss_seed_style(
+        logits, deltas, labels, target_deltas, across_batch=False, split=False
+    )
+    assert all(torch.equal(paper[k], fixed[k]) for k in paper)
+    seed = multibox_loss_seed_style(logits, deltas, labels, target_deltas)
+    assert seed["classification"] < paper["classification"]  # negatives weigh less
+    assert torch.equal(seed["bbox_regression"], paper["bbox_regression"])
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
+        multibox_loss_seed_style(logits, deltas, labels + 4, target_deltas)
 
 
 def test_multibox_loss_without_positives_is_zero_not_nan():
@@ -280,8 +306,6 @@ def test_multibox_loss_rejects_bad_input():
         multibox_loss(logits, deltas, labels + 3, deltas)
     with pytest.raises(ValueError, match=r"target_deltas must have shape \[1, 5, 4\]"):
         multibox_loss(logits, deltas, labels, torch.zeros(1, 4, 4))
-    with pytest.raises(ValueError, match="normalise"):
-        multibox_loss(logits, deltas, labels, deltas, normalise="negatives")
     with pytest.raises(TypeError, match="int64"):
         multibox_loss(logits, deltas, labels.int(), deltas)
 
@@ -352,15 +376,15 @@ def test_small_ssd_training_and_eval_contract(small_ssd):
 def test_small_ssd_rejects_bad_input(small_ssd):
     small_ssd.train()
     image = torch.rand(3, 128, 128)
-    with pytest.raises(ValueError, match="one size"):
-        small_ssd([image, torch.rand(3, 64, 64)], [{}, {}])
+    with pytest.raises(ValueError, match=r"images\[1\] must be a \[3, H, W\] tensor"):
+        small_ssd([image, torch.rand(64, 64)], [{}, {}])
     with pytest.raises(ValueError, match="one target per image"):
         small_ssd([image])
     degenerate = {"boxes": torch.tensor([[5.0, 5, 5, 30]]), "labels": torch.tensor([1])}
     with pytest.raises(ValueError, match=r"targets\[0\].*zero width"):
         small_ssd([image], [degenerate])
     too_big = {"boxes": torch.tensor([[5.0, 5, 40, 30]]), "labels": torch.tensor([4])}
-    with pytest.raises(ValueError, match="4 classes"):
+    with pytest.raises(ValueError, match=r"targets\[0\]\['labels'\]\[0\] = 4 is not an object"):
         small_ssd([image], [too_big])
     with pytest.raises(ValueError, match="num_classes"):
         SSD(1)
@@ -384,13 +408,7 @@ def test_small_ssd_loss_decreases_on_a_fixed_batch():
     ]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
-    totals = []
-    for _ in range(15):
-        loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        totals.append(loss.item())
+    totals = loss_history(lambda: sum(model(images, targets).values()), optimizer, 15)
     assert totals[-1] < 0.5 * totals[0]
 
 
@@ -399,9 +417,7 @@ def test_small_ssd_loss_decreases_on_a_fixed_batch():
 
 def test_exercise_checks_pass_the_reference_and_catch_the_seeds_mining():
     assert check_hard_negative_mining(hard_negative_mask, verbose=False)
-    batch_wide = check_hard_negative_mining(
-        lambda loss, pos, r: hard_negative_mask(loss, pos, r, mining="batch"), verbose=False
-    )
+    batch_wide = check_hard_negative_mining(hard_negative_mask_across_batch, verbose=False)
     assert not batch_wide and batch_wide.causes[0].name == "mining_across_batch"
     assert check_match_priors(match_priors, verbose=False)
 

@@ -1,5 +1,9 @@
 """Anchors: the reference boxes a detection head predicts offsets from.
 
+Lesson 02 teaches the anchors: it builds one cell's nine by hand (``anchors_by_hand``, the
+numbers of :func:`anchor_base`) and the grid with a loop (:func:`tutorial_det.naive.anchors_loop`)
+before it uses these vectorised functions; lesson 07 teaches the SSD priors.
+
 A stride-``s`` feature map of ``H x W`` cells puts ``A`` anchors on every cell: one per
 (aspect ratio, scale) pair, all centred on the cell's centre ``((j + 0.5) s, (i + 0.5) s)`` in
 input pixels (row ``i``, column ``j``). Boxes are ``[N, 4]`` xyxy pixels.
@@ -8,10 +12,10 @@ input pixels (row ``i``, column ``j``). Boxes are ``[N, 4]`` xyxy pixels.
 - :func:`grid_anchors`: those anchors copied onto every cell, ordered (row, column, anchor), the
   order of a head's output permuted to ``(N, H, W, A)`` and flattened.
 - :func:`inside_anchors`: which anchors lie entirely inside the image.
-- SSD priors ("default boxes"): :func:`seed_style_priors` (one pixel size per feature map, the
-  simple set-up), :func:`prior_boxes` (the paper's scales and aspect ratios, normalised
-  ``(cx, cy, w, h)``), :func:`ssd_scales` and :func:`ssd300_priors` (SSD300's 8732, the same boxes
-  in the same order as torchvision's ``DefaultBoxGenerator``).
+- SSD priors ("default boxes"): :func:`prior_boxes` (the paper's scales and aspect ratios,
+  normalised ``(cx, cy, w, h)``), :func:`ssd_scales` and :func:`ssd300_priors` (SSD300's 8732,
+  the same boxes in the same order as torchvision's ``DefaultBoxGenerator``). Lesson 07 first
+  shows the seed's simpler set-up, :func:`tutorial_det.exercises.seed_style.seed_style_priors`.
 
 torchvision's ``AnchorGenerator`` builds the same boxes with two differences in presentation: its
 cell anchors are centred on 0 and rounded to whole pixels, and it shifts them to the cells'
@@ -57,8 +61,8 @@ def anchor_base(
         raise ValueError(f"stride must be positive, got {stride}")
     r = _positive_numbers(ratios, "ratios")
     k = _positive_numbers(scales, "scales")
-    h = (stride * k[None, :] * r.sqrt()[:, None]).reshape(-1)
-    w = (stride * k[None, :] / r.sqrt()[:, None]).reshape(-1)
+    h = (stride * k[None, :] * r.sqrt()[:, None]).reshape(-1)  # [R, S] -> [R * S], ratio-major
+    w = (stride * k[None, :] / r.sqrt()[:, None]).reshape(-1)  # [R * S]
     c = stride / 2
     return torch.stack((c - w / 2, c - h / 2, c + w / 2, c + h / 2), dim=1).to(dtype)
 
@@ -103,8 +107,9 @@ def grid_anchors(base: Tensor, feature_size: Sequence[int], stride: float) -> Te
     xs = torch.arange(width, dtype=base.dtype, device=base.device) * stride
     ys = torch.arange(height, dtype=base.dtype, device=base.device) * stride
     shift_y, shift_x = torch.meshgrid(ys, xs, indexing="ij")
-    shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=-1).reshape(-1, 1, 4)
-    return (shifts + base[None, :, :]).reshape(-1, 4)
+    shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=-1)  # [H, W, 4]
+    shifts = shifts.reshape(-1, 1, 4)  # [H*W, 1, 4]
+    return (shifts + base[None, :, :]).reshape(-1, 4)  # [H*W, A, 4] -> [H*W*A, 4]
 
 
 def inside_anchors(anchors: Tensor, image_size: Sequence[int]) -> Tensor:
@@ -122,48 +127,6 @@ def inside_anchors(anchors: Tensor, image_size: Sequence[int]) -> Tensor:
 
 
 # --------------------------------------------------------------------------- SSD priors
-
-
-def seed_style_priors(
-    image_size: int | Sequence[int],
-    strides: Sequence[int],
-    scales: Sequence[float],
-    ratios: Sequence[float],
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """SSD priors set up the simple way: one box size in pixels per feature map, shared ratios.
-
-    Feature map ``k`` has stride ``strides[k]`` (``image_size // stride`` cells a side) and every
-    cell gets ``len(ratios)`` priors of area ``scales[k] ** 2`` pixels with ``h / w = ratio``
-    (:func:`anchor_base`'s convention), centred on the cell centre. With ``strides=(4, 8, 16)``,
-    ``scales=(10, 25, 40)``, ``ratios=(0.4, 0.8, 1.2)`` on a 128 x 128 image: 3 maps of 32, 16
-    and 8 cells a side, 3 priors per cell, 3 * (1024 + 256 + 64) = 4032 priors.
-
-    Args:
-        image_size: side of a square image, or ``(height, width)``.
-        strides: input pixels per cell of each feature map.
-        scales: one prior size (square root of the area, pixels) per feature map.
-        ratios: height / width of the priors, the same on every map.
-
-    Returns:
-        ``[P, 4]`` xyxy pixels ordered (map, row, column, ratio): map by map, each map as
-        :func:`grid_anchors` orders it.
-    """
-    height, width = check_image_size(
-        (image_size, image_size) if isinstance(image_size, int) else image_size
-    )
-    if len(strides) == 0 or len(strides) != len(scales):
-        raise ValueError(
-            f"strides {tuple(strides)} and scales {tuple(scales)} must be non-empty and of the "
-            "same length (one size per feature map)"
-        )
-    _positive_numbers(strides, "strides")
-    _positive_numbers(scales, "scales")
-    levels = []
-    for stride, scale in zip(strides, scales, strict=True):
-        base = anchor_base(stride, ratios, (scale / stride,), dtype=torch.float64)
-        levels.append(grid_anchors(base, (height // stride, width // stride), stride))
-    return torch.cat(levels).to(dtype)
 
 
 def ssd_scales(
@@ -284,8 +247,8 @@ def prior_boxes(
         centres = torch.stack((grid_x, grid_y), dim=-1).reshape(-1, 1, 2)  # [H*W, 1, 2]
         boxes = torch.cat(
             (centres.expand(-1, len(wh), 2), wh[None].expand(len(centres), -1, 2)), dim=-1
-        )
-        levels.append(boxes.reshape(-1, 4))
+        )  # [H*W, A, 4]
+        levels.append(boxes.reshape(-1, 4))  # [H*W*A, 4]
     return torch.cat(levels).to(dtype)
 
 

@@ -1,5 +1,7 @@
 """Faster R-CNN assembled: backbone, region proposal network, RoI head, detections.
 
+Lesson 06 assembles and trains it (lesson 04 trains its backbone and RPN alone).
+
 :class:`FasterRCNN` follows torchvision's detection contract:
 
 - training mode, ``model(images, targets)`` -> ``{"loss_objectness", "loss_rpn_box_reg",
@@ -9,14 +11,15 @@
   per image (:func:`decode_detections`).
 
 Images are ``[3, H, W]`` floats in [0, 1], a list (sizes may differ) or a ``[N, 3, H, W]``
-batch. The model normalises them itself (``image_mean``, ``image_std``) and pads the batch with
-zeros at the bottom and right to a common size divisible by the backbone's stride (16 for the
-default backbone); each image keeps its own size for clipping proposals and detections. It does not resize images: the
-defaults are sized for the 128 x 128 synthetic shapes (objects of about 12 to 64 px): a
-:class:`~tutorial_det.backbones.TinyBackbone` whose stride-8 stage is enriched top-down with its
-stride-16 stage (:class:`TopDownBackbone`, 16 x 16 cells on 128 px), anchors of 16, 32 and 64 px
-at ratios 0.5, 1 and 2, a 256-wide RoI head on 7 x 7 RoIAlign grids with one bilinear sample per
-bin (on RoIs of a few cells a 7 x 7 grid is already finer than the map; ``sampling_ratio=2``
+batch. The model's :class:`~tutorial_det.input_transform.InputTransform` (``model.transform``)
+normalises them (``image_mean``, ``image_std``) and pads the batch with zeros at the bottom and
+right to a common size divisible by the backbone's ``size_divisible`` (16 for the default
+backbone) or stride; each image keeps its own size for clipping proposals and detections. It does
+not resize images: the defaults are sized for the 128 x 128 synthetic shapes (objects of about 12 to
+64 px): a :class:`~tutorial_det.backbones.TinyBackbone` whose stride-8 stage is enriched top-down
+with its stride-16 stage (:class:`TopDownBackbone`, 16 x 16 cells on 128 px), anchors of 16, 32 and
+64 px at ratios 0.5, 1 and 2, a 256-wide RoI head on 7 x 7 RoIAlign grids with one bilinear sample
+per bin (on RoIs of a few cells a 7 x 7 grid is already finer than the map; ``sampling_ratio=2``
 costs about a third more per training step for the same mAP on the shapes).
 
 :func:`build_faster_rcnn` is what :mod:`tutorial_det.models` registers as ``"faster_rcnn"``.
@@ -32,7 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tutorial_det.backbones import IMAGENET_MEAN, IMAGENET_STD, TinyBackbone, kaiming_init
-from tutorial_det.boxes import check_boxes, clip_boxes, decode_boxes, remove_small_boxes
+from tutorial_det.boxes import clip_boxes, decode_boxes, remove_small_boxes
+from tutorial_det.input_transform import InputTransform, check_targets
 from tutorial_det.nms import batched_nms
 from tutorial_det.roi import (
     ROI_BOX_WEIGHTS,
@@ -69,7 +73,7 @@ class TopDownBackbone(nn.Module):
         backbone: the :class:`~tutorial_det.backbones.TinyBackbone` (four stages).
         out_channels: ``channels``; stride: 8.
         size_divisible: 16: input sizes that keep the two stages aligned cell for cell
-            (:meth:`FasterRCNN.batch_images` pads to it).
+            (:class:`FasterRCNN`'s ``transform`` pads to it).
     """
 
     def __init__(self, backbone: TinyBackbone | None = None, channels: int = 128) -> None:
@@ -125,9 +129,9 @@ def decode_detections(
     num, classes = class_logits.shape
     scores = F.softmax(class_logits, dim=-1)[:, 1:]
     boxes = decode_boxes(box_deltas[:, 1:], rois, weights)  # [K, C - 1, 4]
-    boxes = clip_boxes(boxes.reshape(-1, 4), image_size)
-    labels = torch.arange(1, classes, device=scores.device).expand(num, classes - 1)
-    scores, labels = scores.reshape(-1), labels.reshape(-1)
+    boxes = clip_boxes(boxes.reshape(-1, 4), image_size)  # [K * (C - 1), 4]
+    labels = torch.arange(1, classes, device=scores.device).expand(num, classes - 1)  # [K, C - 1]
+    scores, labels = scores.reshape(-1), labels.reshape(-1)  # [K * (C - 1)] each, RoI-major
     keep = torch.where(scores > score_thresh)[0]
     keep = keep[remove_small_boxes(boxes[keep], min_size)]
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
@@ -157,7 +161,8 @@ class FasterRCNN(nn.Module):
         pooling, pool_size, sampling_ratio, representation_size, paper_init: see
             :class:`tutorial_det.roi.RoIHead`.
         score_thresh, nms_thresh, detections_per_img: see :func:`decode_detections`.
-        image_mean, image_std: per-channel normalisation applied inside the model.
+        image_mean, image_std: per-channel normalisation applied inside the model (see
+            :class:`~tutorial_det.input_transform.InputTransform`).
     """
 
     def __init__(
@@ -234,73 +239,19 @@ class FasterRCNN(nn.Module):
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
-        self.register_buffer(
-            "image_mean", torch.tensor(image_mean).reshape(3, 1, 1), persistent=False
+        self.transform = InputTransform(
+            image_mean,
+            image_std,
+            size_divisible=getattr(self.backbone, "size_divisible", stride),
         )
-        self.register_buffer(
-            "image_std", torch.tensor(image_std).reshape(3, 1, 1), persistent=False
-        )
-
-    # -------------------------------------------------------------- input
-    def batch_images(self, images: Sequence[Tensor] | Tensor) -> tuple[Tensor, list[tuple]]:
-        """Normalise and pad: ``([N, 3, H', W'], [(h_i, w_i), ...])`` with ``H'``, ``W'`` the
-        largest height and width rounded up to a multiple of the backbone's ``size_divisible``
-        attribute, or of its stride when it has none."""
-        if isinstance(images, Tensor):
-            if images.ndim != 4:
-                raise ValueError(f"images must be [N, 3, H, W] or a list, got {list(images.shape)}")
-            images = list(images)
-        if len(images) == 0:
-            raise ValueError("images is empty: give at least one [3, H, W] image")
-        for i, image in enumerate(images):
-            if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3:
-                shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
-                raise ValueError(f"images[{i}] must be a [3, H, W] tensor, got {shape}")
-        sizes = [(int(image.shape[1]), int(image.shape[2])) for image in images]
-        multiple = getattr(self.backbone, "size_divisible", self.backbone.stride)
-        height = -(-max(h for h, _ in sizes) // multiple) * multiple
-        width = -(-max(w for _, w in sizes) // multiple) * multiple
-        batch = self.image_mean.new_zeros(len(images), 3, height, width)
-        for i, image in enumerate(images):
-            image = image.to(batch.device, torch.float32).as_subclass(Tensor)
-            batch[i, :, : sizes[i][0], : sizes[i][1]] = (image - self.image_mean) / self.image_std
-        return batch, sizes
-
-    def _check_targets(self, targets, count: int) -> list[dict[str, Tensor]]:
-        if targets is None or len(targets) != count:
-            raise ValueError(
-                f"in training mode the model needs one target per image ({count}), got "
-                f"{None if targets is None else len(targets)}"
-            )
-        checked = []
-        device = self.image_mean.device
-        for i, target in enumerate(targets):
-            if "boxes" not in target or "labels" not in target:
-                raise ValueError(f"targets[{i}] must hold 'boxes' and 'labels'")
-            boxes = check_boxes(target["boxes"].as_subclass(Tensor), f"targets[{i}]['boxes']")
-            labels = target["labels"].as_subclass(Tensor)
-            if labels.shape != boxes.shape[:1] or labels.is_floating_point():
-                raise ValueError(
-                    f"targets[{i}]['labels'] must be [{len(boxes)}] integers, got "
-                    f"{labels.dtype} {list(labels.shape)}"
-                )
-            bad = (labels < 1) | (labels >= self.num_classes)
-            if bool(bad.any()):
-                j = int(bad.nonzero()[0])
-                raise ValueError(
-                    f"targets[{i}]['labels'][{j}] = {int(labels[j])} is not an object class in "
-                    f"[1, {self.num_classes}) (0 is the background)"
-                )
-            checked.append({"boxes": boxes.to(device), "labels": labels.to(device).long()})
-        return checked
 
     # -------------------------------------------------------------- forward
     def forward(
         self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        batch, sizes = self.batch_images(images)
+        batch, sizes = self.transform(images)
         if self.training:
-            targets = self._check_targets(targets, len(batch))
+            targets = check_targets(targets, len(batch), self.num_classes, batch.device)
         features = self.backbone(batch)
         proposals, losses = self.rpn(features, sizes, targets if self.training else None)
         if self.training:

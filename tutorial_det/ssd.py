@@ -1,5 +1,8 @@
 """SSD, the single-shot multibox detector (Liu et al., ECCV 2016), small enough for a CPU.
 
+Lesson 07 teaches it: priors, matching, the loss step by step (per-image hard negative mining
+by hand, checked against :func:`hard_negative_mask`), training and decoding.
+
 SSD puts a fixed set of priors ("default boxes", :func:`tutorial_det.anchors.prior_boxes`) on
 several feature maps, small priors on the fine maps and large ones on the coarse maps, and a
 3x3 convolution on every map predicts, for every prior, class scores (background included) and
@@ -44,14 +47,12 @@ from tutorial_det.boxes import (
     decode_boxes,
     encode_boxes,
 )
+from tutorial_det.input_transform import InputTransform, check_targets
 from tutorial_det.labelling import match_priors
 from tutorial_det.nms import batched_nms
 
 #: SSD's variances (0.1, 0.2) as box-coding weights: dx = (x - xa) / (0.1 wa) = 10 (x - xa) / wa.
 SSD_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
-
-MINING = ("per_image", "batch")
-NORMALISE = ("matched", "split")
 
 #: The small SSD's priors: strides of its four maps, scales (fractions of the image side, one more
 #: than maps) and ratios other than 1. On 128 px images the square priors are 16, 32, 56 and
@@ -109,7 +110,7 @@ def prior_targets(
 
 
 def hard_negative_mask(
-    background_loss: Tensor, positive: Tensor, neg_pos_ratio: float = 3.0, mining: str = "per_image"
+    background_loss: Tensor, positive: Tensor, neg_pos_ratio: float = 3.0
 ) -> Tensor:
     """Which background priors the classification loss keeps: the hardest negatives.
 
@@ -122,19 +123,15 @@ def hard_negative_mask(
         background_loss: ``[B, P]`` loss of each prior against the background class
             (``-log softmax(logits)[..., 0]``), used for ranking only.
         positive: ``[B, P]`` bool, the priors matched to an object.
-        neg_pos_ratio: negatives kept per positive.
-        mining: ``"per_image"`` (the paper): image ``b`` keeps its ``min(ratio * pos_b, neg_b)``
-            hardest negatives, so an image without objects keeps none. ``"batch"``: rank the
-            negatives of the whole batch together and keep ``min(ratio * pos, neg)`` of them, so
-            one image with a large, confidently wrong background can take the whole quota while
-            another image gets no negatives at all.
+        neg_pos_ratio: negatives kept per positive: image ``b`` keeps its
+            ``min(ratio * pos_b, neg_b)`` hardest negatives, so an image without objects keeps
+            none. (The seed notebook mines across the batch instead:
+            :func:`tutorial_det.exercises.seed_style.hard_negative_mask_across_batch`.)
 
     Returns:
         ``[B, P]`` bool, true for the kept negatives (never a positive). Equal losses are ranked
         by prior index (a stable sort), so the result is deterministic.
     """
-    if mining not in MINING:
-        raise ValueError(f"mining={mining!r} is not one of {MINING}")
     if background_loss.ndim != 2 or positive.shape != background_loss.shape:
         raise ValueError(
             f"background_loss and positive must both be [B, P], got {list(background_loss.shape)} "
@@ -144,9 +141,6 @@ def hard_negative_mask(
         raise TypeError(f"positive must be a bool tensor, got {positive.dtype}")
     if neg_pos_ratio < 0:
         raise ValueError(f"neg_pos_ratio must be >= 0, got {neg_pos_ratio}")
-    shape = background_loss.shape
-    if mining == "batch":
-        background_loss, positive = background_loss.reshape(1, -1), positive.reshape(1, -1)
     num_pos = positive.sum(dim=1, keepdim=True)
     quota = torch.minimum(neg_pos_ratio * num_pos, (~positive).sum(dim=1, keepdim=True))
     ranked = background_loss.detach().masked_fill(positive, -torch.inf)
@@ -154,7 +148,7 @@ def hard_negative_mask(
     rank = torch.empty_like(order).scatter_(
         1, order, torch.arange(order.shape[1], device=order.device).expand_as(order)
     )
-    return (rank < quota).reshape(shape)
+    return rank < quota
 
 
 def multibox_loss(
@@ -163,8 +157,6 @@ def multibox_loss(
     labels: Tensor,
     target_deltas: Tensor,
     neg_pos_ratio: float = 3.0,
-    mining: str = "per_image",
-    normalise: str = "matched",
 ) -> dict[str, Tensor]:
     """SSD's multibox loss: softmax cross-entropy with hard negative mining, and smooth L1.
 
@@ -184,18 +176,14 @@ def multibox_loss(
         labels: ``[B, P]`` int64 targets in ``[0, C)`` (from :func:`prior_targets`).
         target_deltas: ``[B, P, 4]`` (only the positives' rows are read).
         neg_pos_ratio: negatives per positive (3 in the paper).
-        mining: ``"per_image"`` (the paper) or ``"batch"``; see :func:`hard_negative_mask`.
-        normalise: ``"matched"`` (the paper: both sums over ``N``) or ``"split"``: the negatives'
-            cross-entropy divided by the number of mined negatives instead, a common mistake
-            that weights one negative ``3 x`` less than one positive and makes the balance
-            between the two depend on ``neg_pos_ratio``.
 
     Returns:
         ``{"classification": scalar, "bbox_regression": scalar}`` (torchvision's SSD names).
         ``SSD.compute_loss`` in torchvision gives the same values for the same matches.
+
+    The seed notebook's version, with the negatives mined across the batch and divided by their
+    own count, is :func:`tutorial_det.exercises.seed_style.multibox_loss_seed_style`.
     """
-    if normalise not in NORMALISE:
-        raise ValueError(f"normalise={normalise!r} is not one of {NORMALISE}")
     if cls_logits.ndim != 3:
         raise ValueError(f"cls_logits must be [B, P, C], got {list(cls_logits.shape)}")
     batch, num_priors, num_classes = cls_logits.shape
@@ -213,16 +201,15 @@ def multibox_loss(
             f"labels must lie in [0, {num_classes}) for {num_classes} classes, got values from "
             f"{int(labels.min())} to {int(labels.max())}"
         )
-    ce = F.cross_entropy(cls_logits.reshape(-1, num_classes), labels.reshape(-1), reduction="none")
-    ce = ce.reshape(batch, num_priors)
+    ce = F.cross_entropy(
+        cls_logits.reshape(-1, num_classes), labels.reshape(-1), reduction="none"
+    )  # [B * P]
+    ce = ce.reshape(batch, num_priors)  # [B, P]
     positive = labels > 0
-    negative = hard_negative_mask(ce, positive, neg_pos_ratio, mining)
+    negative = hard_negative_mask(ce, positive, neg_pos_ratio)
     n = positive.sum().clamp(min=1)
     box = F.smooth_l1_loss(box_deltas[positive], target_deltas[positive], reduction="sum")
-    if normalise == "matched":
-        cls = (ce[positive].sum() + ce[negative].sum()) / n
-    else:
-        cls = ce[positive].sum() / n + ce[negative].sum() / negative.sum().clamp(min=1)
+    cls = (ce[positive].sum() + ce[negative].sum()) / n
     return {"classification": cls, "bbox_regression": box / n}
 
 
@@ -293,9 +280,12 @@ class SSD(nn.Module):
     scales[k+1])``, plus the ``aspect_ratios[k]`` pairs; 4 per cell by default: 1360 priors on
     128 x 128), centred on the cell centres ``((j + 0.5) stride, (i + 0.5) stride)``.
 
-    Images are ``[3, H, W]`` floats in [0, 1], all of one size (H and W divisible by 64 keep the
-    maps aligned with the priors' steps); the model normalises them itself with ``image_mean``
-    and ``image_std``.
+    Images are ``[3, H, W]`` floats in [0, 1], a list or a ``[B, 3, H, W]`` batch (H and W
+    divisible by 64 keep the maps aligned with the priors' steps). The model's
+    :class:`~tutorial_det.input_transform.InputTransform` (``model.transform``) normalises them
+    with ``image_mean`` and ``image_std``; images of different sizes are padded at the bottom and
+    right to the largest, the priors laid on the padded size, and each image's detections clipped
+    to its own size.
 
     ``model(images, targets)`` in training mode: ``{"classification", "bbox_regression"}``
     (:func:`multibox_loss`); ``model(images)`` in eval mode: one ``{"boxes", "labels", "scores"}``
@@ -365,12 +355,7 @@ class SSD(nn.Module):
         for head in (*self.cls_heads, *self.box_heads):
             nn.init.normal_(head.weight, std=0.01)
             nn.init.zeros_(head.bias)
-        self.register_buffer(
-            "image_mean", torch.tensor(image_mean).reshape(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "image_std", torch.tensor(image_std).reshape(1, 3, 1, 1), persistent=False
-        )
+        self.transform = InputTransform(image_mean, image_std)
         self.pos_thresh = pos_thresh
         self.neg_pos_ratio = neg_pos_ratio
         self.score_thresh = score_thresh
@@ -385,7 +370,7 @@ class SSD(nn.Module):
         """``[P, 4]`` xyxy pixel priors for maps of ``feature_sizes`` on an image of
         ``(height, width)`` (cached per size, on the model's device)."""
         key = (tuple(map(tuple, feature_sizes)), tuple(image_size))
-        device = self.image_mean.device
+        device = self.transform.image_mean.device
         if key not in self._priors or self._priors[key].device != device:
             normalised = prior_boxes(
                 [tuple(s) for s in feature_sizes],
@@ -401,10 +386,10 @@ class SSD(nn.Module):
 
     def head_outputs(self, images: Sequence[Tensor] | Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(cls_logits [B, P, C], box_deltas [B, P, 4], priors [P, 4] xyxy)`` for a batch."""
-        return self._heads(self._stack(images))
+        return self._heads(self.transform(images)[0])
 
     def _heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x = (x - self.image_mean) / self.image_std
+        """The head outputs for a normalised, padded batch ``x`` ``[B, 3, H, W]``."""
         stages = self.backbone.forward_stages(x)
         features = [stages[2], stages[3]]
         for extra in self.extras:
@@ -412,85 +397,56 @@ class SSD(nn.Module):
         batch = x.shape[0]
         cls_logits = torch.cat(
             [
-                head(f).permute(0, 2, 3, 1).reshape(batch, -1, self.num_classes)
+                head(f).permute(0, 2, 3, 1).reshape(batch, -1, self.num_classes)  # [B, H*W*A, C]
                 for head, f in zip(self.cls_heads, features, strict=True)
             ],
             dim=1,
-        )
+        )  # [B, P, C]
         box_deltas = torch.cat(
             [
-                head(f).permute(0, 2, 3, 1).reshape(batch, -1, 4)
+                head(f).permute(0, 2, 3, 1).reshape(batch, -1, 4)  # [B, H*W*A, 4]
                 for head, f in zip(self.box_heads, features, strict=True)
             ],
             dim=1,
-        )
+        )  # [B, P, 4]
         priors = self.priors_for([f.shape[-2:] for f in features], x.shape[-2:])
         return cls_logits, box_deltas, priors
 
     def forward(
         self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        x = self._stack(images)
+        x, sizes = self.transform(images)
+        if self.training:
+            targets = check_targets(targets, len(x), self.num_classes, x.device)
         cls_logits, box_deltas, priors = self._heads(x)
         if self.training:
-            if targets is None or len(targets) != len(cls_logits):
-                raise ValueError(
-                    f"in training mode the model needs one target per image ({len(cls_logits)}), "
-                    f"got {None if targets is None else len(targets)}"
-                )
             labels, deltas = [], []
             for i, target in enumerate(targets):
                 try:
                     image_labels, image_deltas = prior_targets(
                         priors, target["boxes"], target["labels"], self.pos_thresh
                     )
-                except (KeyError, ValueError) as error:
+                except ValueError as error:
                     raise ValueError(f"targets[{i}]: {error}") from error
                 labels.append(image_labels)
                 deltas.append(image_deltas)
             labels = torch.stack(labels)
-            if int(labels.max()) >= self.num_classes:
-                raise ValueError(
-                    f"a target label is {int(labels.max())} but the model has {self.num_classes} "
-                    "classes (background included)"
-                )
             return multibox_loss(
                 cls_logits, box_deltas, labels, torch.stack(deltas), self.neg_pos_ratio
             )
-        image_size = tuple(x.shape[-2:])
         return [
             decode_detections(
                 logits,
                 deltas,
                 priors,
-                image_size,
+                size,
                 self.score_thresh,
                 self.nms_thresh,
                 self.topk_candidates,
                 self.detections_per_img,
             )
-            for logits, deltas in zip(cls_logits, box_deltas, strict=True)
+            for logits, deltas, size in zip(cls_logits, box_deltas, sizes, strict=True)
         ]
-
-    def _stack(self, images: Sequence[Tensor] | Tensor) -> Tensor:
-        if isinstance(images, Tensor):
-            if images.ndim != 4 or images.shape[1] != 3:
-                raise ValueError(f"images must be [B, 3, H, W], got {list(images.shape)}")
-            x = images
-        else:
-            if len(images) == 0:
-                raise ValueError("images is empty: give at least one [3, H, W] image")
-            for i, image in enumerate(images):
-                if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3:
-                    shape = list(image.shape) if isinstance(image, Tensor) else type(image)
-                    raise ValueError(f"images[{i}] must be a [3, H, W] tensor, got {shape}")
-                if image.shape != images[0].shape:
-                    raise ValueError(
-                        f"images[{i}] is {list(image.shape)} but images[0] is "
-                        f"{list(images[0].shape)}: this SSD takes images of one size (resize them)"
-                    )
-            x = torch.stack(list(images))
-        return x.to(self.image_mean.device, torch.float32)
 
 
 def build_ssd(num_classes: int, **options) -> SSD:

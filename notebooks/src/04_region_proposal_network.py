@@ -360,6 +360,12 @@ print(
 # even more. With scores that barely differ, NMS keeps roughly one box out of each small group
 # of neighbours of the same shape.
 #
+# So this lesson meets greedy NMS three ways: `nms_by_hand` above (one kept box per loop
+# iteration); `tutorial_det.naive.nms_loop`, the same loop kept in the package as the baseline
+# the benchmarks time and the tests compare with; and `tutorial_det.nms.nms`, the version every
+# later lesson calls, which decides a block of boxes per round instead of one box and returns the
+# same indices.
+#
 # The last step keeps **the best 2000** of the 2730 as the proposals. `propose` does all six
 # steps; with the training settings (12000, 0.7, 2000) it returns exactly our 2000, and with the
 # test-time settings (6000, 0.7, 300) 300 boxes:
@@ -465,7 +471,9 @@ untrained_explorer
 # and 64 pixels at ratios 0.5, 1 and 2: 16 x 16 x 9 = 2304 anchors per image. Here we train only
 # the backbone and the RPN, on the RPN's own loss (lesson 06 explains it term by term): predict,
 # label the anchors as in lesson 03 (anchors crossing the border included: on such small images
-# they are a large share), compare.
+# they are a large share), compare. `detector.transform` turns the images into one batch the way
+# every detector of the package does (`tutorial_det.input_transform`): it checks them, normalises
+# them with ImageNet's statistics as in lesson 01, and pads them to a multiple of 16 pixels.
 
 # %%
 seed_everything(0)
@@ -480,7 +488,7 @@ class RPNOnly(nn.Module):
         self.detector = detector
 
     def forward(self, images, targets):
-        batch, _ = self.detector.batch_images(images)
+        batch, _ = self.detector.transform(images)
         anchors, logits, deltas = self.detector.rpn.predict(self.detector.backbone(batch))
         per_image = [anchor_targets(anchors, target["boxes"]) for target in targets]
         labels = torch.stack([image_labels for image_labels, _ in per_image])
@@ -518,7 +526,7 @@ def recall_at(detector, data, top_n, iou=0.5):
     found = total = 0
     with torch.no_grad():
         for image, target in data:
-            batch, sizes = detector.batch_images([image])
+            batch, sizes = detector.transform([image])
             proposals, _ = detector.rpn(detector.backbone(batch), sizes)
             best = box_iou(target["boxes"], proposals[0][:top_n]).max(dim=1).values
             found += int((best >= iou).sum())

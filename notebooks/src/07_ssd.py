@@ -42,13 +42,17 @@ from tutorial_det.anchors import (
     SSD300_ASPECT_RATIOS,
     SSD300_FEATURE_SIZES,
     SSD300_STEPS,
-    seed_style_priors,
     ssd300_priors,
     ssd_scales,
 )
 from tutorial_det.boxes import box_convert, box_iou, decode_boxes
 from tutorial_det.data import SHAPE_CLASSES, ShapesDataset
 from tutorial_det.exercises import check_hard_negative_mining, check_match_priors
+from tutorial_det.exercises.seed_style import (
+    hard_negative_mask_across_batch,
+    multibox_loss_seed_style,
+    seed_style_priors,
+)
 from tutorial_det.labelling import match_priors
 from tutorial_det.models import build_model
 from tutorial_det.runtime import median_time_ms, pick_device, seed_everything
@@ -82,7 +86,9 @@ for box, label in zip(target["boxes"].tolist(), target["labels"].tolist(), stric
 # **stride** (input pixels per cell), **one size in pixels**, and a few **aspect ratios** shared
 # by all maps. With strides 4, 8, 16, sizes 10, 25, 40 pixels and ratios (height / width) 0.4,
 # 0.8, 1.2, a 128-pixel image gets maps of 32 x 32, 16 x 16 and 8 x 8 cells with 3 priors per
-# cell. `seed_style_priors` builds them with lesson 02's `anchor_base` and `grid_anchors`:
+# cell. `seed_style_priors` builds them with lesson 02's `anchor_base` and `grid_anchors` (it
+# lives with the other seed-style code of the course in `tutorial_det.exercises.seed_style`, apart
+# from the library):
 
 # %%
 simple = seed_style_priors(128, strides=(4, 8, 16), scales=(10, 25, 40), ratios=(0.4, 0.8, 1.2))
@@ -476,14 +482,15 @@ def flat_multibox_loss(cls_logits, box_deltas, labels, target_deltas, neg_pos_ra
 #    image. An image whose background fools the model can take the whole quota, and the others
 #    get no negatives at all.
 #
-# `multibox_loss` has both variants as options (`normalise="split"`, `mining="batch"`), so we
-# can check that they are exactly this function and look at what they change:
+# The package keeps the seed's loss apart from the library, with a switch for each bug:
+# `multibox_loss_seed_style` (`split=False` divides the negatives by N as the paper does,
+# `across_batch=False` mines per image) and its mining, `hard_negative_mask_across_batch`, both in
+# `tutorial_det.exercises.seed_style`. So we can check that they are exactly this function and
+# look at what each bug changes:
 
 # %%
 flat = flat_multibox_loss(cls_logits, box_deltas, labels, target_deltas)
-variant = S.multibox_loss(
-    cls_logits, box_deltas, labels, target_deltas, mining="batch", normalise="split"
-)
+variant = multibox_loss_seed_style(cls_logits, box_deltas, labels, target_deltas)
 print(f"flat loss {flat:.4f} = split + batch variant {sum(variant.values()):.4f}")
 print(
     f"paper: classification {package['classification']:.4f}; split normalisation: {variant['classification']:.4f}"
@@ -499,8 +506,11 @@ print(
 # On this batch the two minings choose different negatives too:
 
 # %%
-for mining in ("per_image", "batch"):
-    kept = S.hard_negative_mask(ce, positive, mining=mining)
+for mining, mine in (
+    ("per_image", S.hard_negative_mask),
+    ("batch", hard_negative_mask_across_batch),
+):
+    kept = mine(ce, positive)
     print(f"{mining:>9}: negatives kept per image {kept.sum(dim=1).tolist()}")
 
 # %% [markdown]
@@ -515,8 +525,11 @@ for mining in ("per_image", "batch"):
 toy_loss = torch.tensor([[0.1, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0], [0.1, 0.5, 0.4, 0.3, 0.2, 0.1, 0.3]])
 toy_positive = torch.zeros(2, 7, dtype=torch.bool)
 toy_positive[:, 0] = True
-for mining in ("per_image", "batch"):
-    kept = S.hard_negative_mask(toy_loss, toy_positive, 3, mining=mining)
+for mining, mine in (
+    ("per_image", S.hard_negative_mask),
+    ("batch", hard_negative_mask_across_batch),
+):
+    kept = mine(toy_loss, toy_positive, 3)
     print(f"{mining:>9}: negatives kept per image {kept.sum(dim=1).tolist()}")
 
 # %% [markdown]
@@ -821,9 +834,9 @@ check_hard_negative_mining(my_hard_negatives)
 #   several times faster per step than a Faster R-CNN; its weak spot is the smallest objects.
 #
 # **More exercises**
-# 1. Train with `mining="batch"` or `normalise="split"` (pass your own loss by subclassing `SSD`,
-#    or call `multibox_loss` in a small training loop) and compare the mAP after the same number
-#    of steps.
+# 1. Train with `multibox_loss_seed_style`, one bug at a time (`split=False` or
+#    `across_batch=False`; pass your own loss by subclassing `SSD`, or call it in a small training
+#    loop) and compare the mAP after the same number of steps.
 # 2. Use section 1's kind of priors in the model: replace `SSD.priors_for` so that it returns
 #    `seed_style_priors` for the four maps (one size per map, three ratios; change the heads to
 #    3 priors per cell). How much does mAP@0.5 drop after the same training?

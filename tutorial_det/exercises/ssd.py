@@ -13,7 +13,7 @@ from tutorial_det.ssd import hard_negative_mask
 
 
 def _mining_reference(background_loss, positive, neg_pos_ratio):
-    return hard_negative_mask(background_loss, positive, neg_pos_ratio, mining="per_image")
+    return hard_negative_mask(background_loss, positive, neg_pos_ratio)
 
 
 def hard_negative_mining_cases() -> list[Case]:

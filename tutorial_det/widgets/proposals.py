@@ -124,7 +124,7 @@ class ProposalsExplorer(Explorer):
         options.setdefault("nms_thresh", settings.nms_thresh)
         options.setdefault("post_nms_top_n", settings.post_nms_top_n)
         with torch.no_grad():
-            batch, _ = model.batch_images([image])
+            batch, _ = model.transform([image])
             anchors, logits, deltas = model.rpn.predict(model.backbone(batch))
         return cls(image, anchors, logits[0], deltas[0], gt_boxes, **options)
 

@@ -1,14 +1,18 @@
 """WPOD-Net as a detector with torchvision's contract, so ``fit``, ``evaluate`` and the CLI use it.
 
+Lesson 08 (WPOD-Net) teaches it.
+
 - training mode: ``model(images, targets)`` -> ``{"loss_affine", "loss_object",
   "loss_background"}``, each averaged over the images; their sum is
   ``wpod_loss(output, encode_targets(...))``. Every target needs ``"corners"`` ``[N, 4, 2]``.
 - eval mode: ``model(images)`` -> one ``{"boxes", "labels", "scores", "corners"}`` per image
   (:func:`~tutorial_det.wpod.decode_detections`).
 
-Images may differ in size: they are padded with zeros at the bottom and right to a common size
-that is a multiple of 16. Padding there leaves pixel coordinates unchanged, so targets and
-predictions need no shifting.
+Images may differ in size: the model's :class:`~tutorial_det.input_transform.InputTransform`
+(``model.transform``) pads them with zeros at the bottom and right to a common size that is a
+multiple of the stride (16). Padding there leaves pixel coordinates unchanged, so targets and
+predictions need no shifting; each image's boxes are clipped to its own size. The network reads
+the pixels as they are, in [0, 1] (mean 0, std 1: no normalisation).
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tutorial_det.input_transform import InputTransform, check_target_count
 from tutorial_det.wpod.decode import decode_detections
 from tutorial_det.wpod.loss import wpod_loss_terms
 from tutorial_det.wpod.network import WPODNet
@@ -38,6 +41,8 @@ class WPODDetector(nn.Module):
     Attributes:
         net: the :class:`~tutorial_det.wpod.WPODNet`; ``model.output_map(images)`` runs it on a
             padded batch and returns ``[B, 8, H/16, W/16]``.
+        transform: the :class:`~tutorial_det.input_transform.InputTransform` that checks and pads
+            the images (mean 0, std 1, ``size_divisible`` the stride).
     """
 
     def __init__(
@@ -53,6 +58,7 @@ class WPODDetector(nn.Module):
         if not alpha > 0:
             raise ValueError(f"alpha must be positive, got {alpha}")
         self.net = WPODNet(width)
+        self.transform = InputTransform((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), self.net.stride)
         self.alpha = float(alpha)
         self.pos_thresh = float(pos_thresh)
         self.score_thresh = float(score_thresh)
@@ -63,40 +69,14 @@ class WPODDetector(nn.Module):
     def stride(self) -> int:
         return self.net.stride
 
-    def batch_images(
-        self, images: Sequence[Tensor] | Tensor
-    ) -> tuple[Tensor, list[tuple[int, int]]]:
-        """A list of ``[3, H, W]`` images (or one ``[B, 3, H, W]`` tensor) -> a zero-padded batch
-        ``[B, 3, H', W']`` (multiples of the stride) and each image's ``(H, W)``."""
-        if isinstance(images, Tensor):
-            if images.ndim != 4:
-                raise ValueError(
-                    f"images must be [B, 3, H, W] or a list of [3, H, W], got {list(images.shape)}"
-                )
-            images = list(images)
-        if not isinstance(images, Sequence) or len(images) == 0:
-            raise ValueError("images must be a non-empty list of [3, H, W] tensors")
-        for i, image in enumerate(images):
-            if not isinstance(image, Tensor) or image.ndim != 3 or image.shape[0] != 3:
-                shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
-                raise ValueError(f"images[{i}] must be a [3, H, W] tensor, got {shape}")
-        sizes = [(int(im.shape[1]), int(im.shape[2])) for im in images]
-        s = self.stride
-        height = -(-max(h for h, _ in sizes) // s) * s
-        width = -(-max(w for _, w in sizes) // s) * s
-        batch = torch.stack(
-            [F.pad(im, (0, width - im.shape[2], 0, height - im.shape[1])) for im in images]
-        )
-        return batch, sizes
-
     def output_map(self, images: Sequence[Tensor] | Tensor) -> Tensor:
         """The raw network output ``[B, 8, H/16, W/16]`` for a list of images."""
-        return self.net(self.batch_images(images)[0])
+        return self.net(self.transform(images)[0])
 
     def forward(
         self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict[str, Any]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        batch, sizes = self.batch_images(images)
+        batch, sizes = self.transform(images)
         output = self.net(batch)
         if not self.training:
             return decode_detections(
@@ -108,11 +88,7 @@ class WPODDetector(nn.Module):
                 sizes,
                 self.detections_per_img,
             )
-        if targets is None or len(targets) != len(sizes):
-            got = "none" if targets is None else len(targets)
-            raise ValueError(
-                f"in training mode WPODDetector needs one target per image ({len(sizes)}), got {got}"
-            )
+        check_target_count(targets, len(sizes))
         corners = []
         for i, t in enumerate(targets):
             if "corners" not in t:
