@@ -16,12 +16,6 @@ from tutorial_det.exercises import check_anchor_base, check_grid_anchors
 from tutorial_det.exercises.anchors import DEFAULT_ANCHOR_BASE
 from tutorial_det.naive import anchors_loop
 
-
-@pytest.fixture(scope="module")
-def anchors_800() -> torch.Tensor:
-    return grid_anchors(anchor_base(), (50, 50), 16)
-
-
 # --------------------------------------------------------------------------- anchor_base
 
 

@@ -8,6 +8,7 @@ import urllib.error
 import pytest
 import torch
 import torchvision
+from conftest import loss_history
 from torch import nn
 
 from tutorial_det import backbones
@@ -244,13 +245,7 @@ def test_tiny_backbone_learns():
     x = torch.randn(4, 3, 32, 32)
     target = torch.randn(4, 16, 2, 2)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        loss = (net(x) - target).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = loss_history(lambda: (net(x) - target).pow(2).mean(), opt, 30)
     assert losses[-1] < 0.5 * losses[0]
 
 

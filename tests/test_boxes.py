@@ -7,17 +7,12 @@ import math
 import pytest
 import torch
 import torchvision
-from conftest import xyxy_boxes
+from conftest import t, xyxy_boxes
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from torchvision.models.detection._utils import BoxCoder
 
 from tutorial_det import boxes as B
-
-
-def t(rows):
-    return torch.tensor(rows, dtype=torch.float32)
-
 
 # --------------------------------------------------------------------------- formats
 

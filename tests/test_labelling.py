@@ -5,32 +5,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import xyxy_boxes
+from conftest import SEED_GT, label_counts, xyxy_boxes
 from hypothesis import given
 from hypothesis import strategies as st
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, Matcher
 
-from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
+from tutorial_det.anchors import inside_anchors
 from tutorial_det.boxes import box_iou, decode_boxes, encode_boxes
 from tutorial_det.exercises import check_label_anchors
 from tutorial_det.labelling import anchor_targets, label_anchors, sample_labels
-
-#: The seed notebook's two ground truths, (y1, x1, y2, x2) [[20, 30, 400, 500], [300, 400, 500, 600]], as xyxy.
-SEED_GT = torch.tensor([[30.0, 20, 500, 400], [400, 300, 600, 500]])
-
-
-@pytest.fixture(scope="module")
-def anchors_800() -> torch.Tensor:
-    return grid_anchors(anchor_base(), (50, 50), 16)
-
-
-@pytest.fixture(scope="module")
-def inside_800(anchors_800) -> torch.Tensor:
-    return anchors_800[inside_anchors(anchors_800, (800, 800))]
-
-
-def counts(labels: torch.Tensor) -> tuple[int, int, int]:
-    return int((labels == 1).sum()), int((labels == 0).sum()), int((labels == -1).sum())
 
 
 def torchvision_labels(
@@ -50,7 +33,7 @@ def test_seed_example_counts(inside_800):
     assert inside_800.shape == (8940, 4)
     labels, matched = label_anchors(inside_800, SEED_GT)
     assert labels.dtype == torch.int64 and matched.dtype == torch.int64
-    assert counts(labels) == (18, 7690, 1232)
+    assert label_counts(labels) == (18, 7690, 1232)
     # No anchor reaches 0.7 here: all 18 positives come from the best-anchor rule, ties included
     # (gt 0's highest IoU 0.6813 and gt 1's 0.6104 are each shared by several anchors).
     iou = box_iou(inside_800, SEED_GT)
@@ -60,7 +43,7 @@ def test_seed_example_counts(inside_800):
     assert torch.equal(labels == 1, best.any(dim=1))
     assert torch.equal(matched, iou.argmax(dim=1))
     # only the best-anchor rule can make positives when the threshold is unreachable
-    assert counts(label_anchors(inside_800, SEED_GT, pos_thresh=1.0)[0])[0] == 18
+    assert label_counts(label_anchors(inside_800, SEED_GT, pos_thresh=1.0)[0])[0] == 18
 
 
 def test_seed_example_agrees_with_torchvision_matcher(inside_800):
@@ -164,7 +147,7 @@ def labels_with(num_pos: int, num_neg: int, num_ignored: int) -> torch.Tensor:
 def test_sample_counts_match_torchvision(num_pos, num_neg, expected):
     labels = labels_with(num_pos, num_neg, 40)
     sampled = sample_labels(labels, 256, 0.5, torch.Generator().manual_seed(0))
-    assert counts(sampled)[:2] == expected
+    assert label_counts(sampled)[:2] == expected
     pos_mask, neg_mask = BalancedPositiveNegativeSampler(256, 0.5)([labels])
     assert (int(pos_mask[0].sum()), int(neg_mask[0].sum())) == expected
     # a sample, never a relabelling
@@ -180,7 +163,7 @@ def test_sample_counts_match_torchvision(num_pos, num_neg, expected):
 def test_sample_counts_property(num_pos, num_neg, batch_size, fraction):
     labels = labels_with(num_pos, num_neg, 5)
     sampled = sample_labels(labels, batch_size, fraction)
-    pos, neg, _ = counts(sampled)
+    pos, neg, _ = label_counts(sampled)
     assert pos == min(num_pos, int(batch_size * fraction))
     assert neg == min(num_neg, batch_size - pos)
     pos_mask, neg_mask = BalancedPositiveNegativeSampler(batch_size, fraction)([labels])
@@ -213,7 +196,7 @@ def test_anchor_targets_on_the_seed_example(anchors_800):
     labels, deltas = anchor_targets(anchors_800, SEED_GT, (800, 800), generator=g)
     inside = inside_anchors(anchors_800, (800, 800))
     assert labels.shape == (22500,) and deltas.shape == (22500, 4)
-    assert counts(labels) == (18, 238, 22500 - 256)
+    assert label_counts(labels) == (18, 238, 22500 - 256)
     assert torch.all(labels[~inside] == -1)
     assert torch.all(deltas[labels != 1] == 0)
     # decoding a positive's deltas gives back its highest-IoU ground truth
@@ -229,7 +212,7 @@ def test_anchor_targets_without_sampling_or_image_size(anchors_800, inside_800):
     assert torch.equal(labels[inside], label_anchors(inside_800, SEED_GT)[0])
     everywhere, _ = anchor_targets(anchors_800, SEED_GT, batch_size_per_image=None)
     assert torch.equal(everywhere, label_anchors(anchors_800, SEED_GT)[0])
-    assert counts(everywhere)[0] > 18  # border-crossing anchors now reach 0.7
+    assert label_counts(everywhere)[0] > 18  # border-crossing anchors now reach 0.7
 
 
 def test_anchor_targets_weights_scale_the_deltas(anchors_800):
@@ -244,18 +227,18 @@ def test_anchor_targets_weights_scale_the_deltas(anchors_800):
 def test_anchor_targets_edge_cases(anchors_800):
     # no ground truth: only negatives (and ignored), zero deltas
     labels, deltas = anchor_targets(anchors_800, torch.zeros(0, 4), (800, 800))
-    assert counts(labels) == (0, 256, 22500 - 256) and not deltas.any()
+    assert label_counts(labels) == (0, 256, 22500 - 256) and not deltas.any()
     # a ground truth entirely outside the image: no inside anchor overlaps it
     outside = torch.tensor([[900.0, 900, 1000, 1000]])
     labels, _ = anchor_targets(anchors_800, outside, (800, 800), batch_size_per_image=None)
-    assert counts(labels)[0] == 0
+    assert label_counts(labels)[0] == 0
     # ... while the border-crossing anchors, when kept, do
     labels, deltas = anchor_targets(anchors_800, outside, batch_size_per_image=None)
-    assert counts(labels)[0] > 0 and torch.isfinite(deltas).all()
+    assert label_counts(labels)[0] > 0 and torch.isfinite(deltas).all()
     # a degenerate ground truth next to a real one gets nothing and breaks nothing
     with_point = torch.cat((SEED_GT, torch.tensor([[100.0, 100, 100, 100]])))
     labels, deltas = anchor_targets(anchors_800, with_point, (800, 800), batch_size_per_image=None)
-    assert counts(labels) == (18, 7690, 22500 - 7690 - 18) and torch.isfinite(deltas).all()
+    assert label_counts(labels) == (18, 7690, 22500 - 7690 - 18) and torch.isfinite(deltas).all()
 
 
 # --------------------------------------------------------------------------- exercise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import t
 from hypothesis import given
 from hypothesis import strategies as st
 from pycocotools.cocoeval import COCOeval, Params
@@ -36,10 +37,6 @@ SUMMARY_KEYS = [  # COCOeval.stats, in order
     "mar_medium",
     "mar_large",
 ]
-
-
-def t(rows):
-    return torch.tensor(rows, dtype=torch.float32)
 
 
 def pred(boxes, scores, labels):

@@ -5,17 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from conftest import t
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tutorial_det import nms as N
 from tutorial_det.exercises import check_nms
 from tutorial_det.naive import nms_loop
-
-
-def t(rows):
-    return torch.tensor(rows, dtype=torch.float32)
-
 
 # --------------------------------------------------------------------------- strategies
 

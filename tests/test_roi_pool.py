@@ -6,16 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from conftest import t
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tutorial_det import roi_pool as R
 from tutorial_det.exercises import check_roi_pool
 from tutorial_det.naive import roi_pool_loop
-
-
-def t(rows):
-    return torch.tensor(rows, dtype=torch.float32)
 
 
 def ramp(h: int, w: int) -> torch.Tensor:

@@ -31,9 +31,6 @@ from tutorial_det.rpn import (
     to_anchor_order,
 )
 
-SEED_GT = torch.tensor([[30.0, 20, 500, 400], [400, 300, 600, 500]])
-
-
 # --------------------------------------------------------------------------- head and order
 
 

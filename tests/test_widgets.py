@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import pytest
 import torch
 import torchvision
+from conftest import SEED_GT, label_counts
 
 from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
 from tutorial_det.boxes import box_iou
@@ -20,8 +21,6 @@ from tutorial_det.widgets import AnchorExplorer, IoUExplorer, LabellingExplorer
 from tutorial_det.widgets.base import parse_numbers
 
 BLANK = torch.ones(3, 800, 800)
-#: The seed notebook's two ground truths, (y1, x1, y2, x2) [[20, 30, 400, 500], [300, 400, 500, 600]], as xyxy.
-SEED_GT = torch.tensor([[30.0, 20, 500, 400], [400, 300, 600, 500]])
 
 
 def inside_count(height: int, width: int, stride: int, ratios, scales) -> int:
@@ -29,10 +28,6 @@ def inside_count(height: int, width: int, stride: int, ratios, scales) -> int:
     anchors = anchors_loop((height // stride, width // stride), stride, ratios, scales)
     x1, y1, x2, y2 = anchors.unbind(1)
     return int(((x1 >= 0) & (y1 >= 0) & (x2 <= width) & (y2 <= height)).sum())
-
-
-def counts(labels: torch.Tensor) -> tuple[int, int, int]:
-    return int((labels == 1).sum()), int((labels == 0).sum()), int((labels == -1).sum())
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -52,16 +47,16 @@ def test_parse_numbers_accepts_commas_and_spaces_and_names_the_field():
 
 
 @pytest.fixture
-def anchors_800() -> AnchorExplorer:
+def anchor_explorer() -> AnchorExplorer:
     return AnchorExplorer(BLANK)
 
 
-def test_anchor_explorer_800_by_800_stride_16(anchors_800):
-    view = anchors_800.view
+def test_anchor_explorer_800_by_800_stride_16(anchor_explorer):
+    view = anchor_explorer.view
     assert (view.total, view.inside) == (22500, 8940)
     assert view.feature_size == (50, 50) and view.anchors_per_cell == 9
     assert view.cell == (25, 25)
-    assert anchors_800.summary.value.startswith(
+    assert anchor_explorer.summary.value.startswith(
         "22500 anchors (50 x 50 cells x 9 per cell), 8940 inside the image. "
         "Cell (row 25, column 25) is centred at (408, 408): 9 of its 9 anchors lie inside."
     )
@@ -70,53 +65,53 @@ def test_anchor_explorer_800_by_800_stride_16(anchors_800):
     first = (25 * 50 + 25) * 9
     torch.testing.assert_close(view.cell_anchors, grid[first : first + 9])
     # drawing: the cell's shaded square and its nine anchors
-    assert len(anchors_800.ax.patches) == 1 + 9
-    bundle = anchors_800._repr_mimebundle_()
+    assert len(anchor_explorer.ax.patches) == 1 + 9
+    bundle = anchor_explorer._repr_mimebundle_()
     assert bundle["text/plain"].startswith("AnchorExplorer: 22500 anchors")
     assert "application/vnd.jupyter.widget-view+json" in bundle
 
 
-def test_anchor_explorer_stride_moves_the_grid_and_keeps_the_point(anchors_800):
-    png = anchors_800.picture.value
-    anchors_800.stride.value = 32
-    view = anchors_800.view
+def test_anchor_explorer_stride_moves_the_grid_and_keeps_the_point(anchor_explorer):
+    png = anchor_explorer.picture.value
+    anchor_explorer.stride.value = 32
+    view = anchor_explorer.view
     assert (view.total, view.inside) == (
         25 * 25 * 9,
         inside_count(800, 800, 32, (0.5, 1, 2), (8, 16, 32)),
     )
-    assert anchors_800.summary.value.startswith(
+    assert anchor_explorer.summary.value.startswith(
         f"5625 anchors (25 x 25 cells x 9 per cell), {view.inside} inside"
     )
     # the cell centred at (408, 408) lies in cell (12, 12) of the stride-32 grid
-    assert (anchors_800.row.value, anchors_800.column.value) == (12, 12)
-    assert anchors_800.row.max == anchors_800.column.max == 24
-    assert anchors_800.picture.value != png
-    anchors_800.stride.value = 8
-    assert anchors_800.row.max == 99 and anchors_800.row.value == 50  # (12.5 * 32) // 8
+    assert (anchor_explorer.row.value, anchor_explorer.column.value) == (12, 12)
+    assert anchor_explorer.row.max == anchor_explorer.column.max == 24
+    assert anchor_explorer.picture.value != png
+    anchor_explorer.stride.value = 8
+    assert anchor_explorer.row.max == 99 and anchor_explorer.row.value == 50  # (12.5 * 32) // 8
 
 
-def test_anchor_explorer_ratios_scales_and_corner_cell(anchors_800):
-    anchors_800.ratios.value = "1"
-    anchors_800.scales.value = "2, 4"
-    view = anchors_800.view
+def test_anchor_explorer_ratios_scales_and_corner_cell(anchor_explorer):
+    anchor_explorer.ratios.value = "1"
+    anchor_explorer.scales.value = "2, 4"
+    view = anchor_explorer.view
     assert view.anchors_per_cell == 2 and view.total == 2500 * 2
     assert view.inside == inside_count(800, 800, 16, (1.0,), (2, 4))
-    assert len(anchors_800.ax.patches) == 1 + 2
-    anchors_800.row.value, anchors_800.column.value = 0, 0
+    assert len(anchor_explorer.ax.patches) == 1 + 2
+    anchor_explorer.row.value, anchor_explorer.column.value = 0, 0
     # 32 x 32 and 64 x 64 squares centred on (8, 8): both cross the top-left border, dashed
-    assert view is not anchors_800.view and anchors_800.view.cell == (0, 0)
-    assert anchors_800.view.cell_inside.tolist() == [False, False]
-    assert [p.get_linestyle() for p in anchors_800.ax.patches[1:]] == ["--", "--"]
-    assert "0 of its 2 anchors lie inside" in anchors_800.summary.value
+    assert view is not anchor_explorer.view and anchor_explorer.view.cell == (0, 0)
+    assert anchor_explorer.view.cell_inside.tolist() == [False, False]
+    assert [p.get_linestyle() for p in anchor_explorer.ax.patches[1:]] == ["--", "--"]
+    assert "0 of its 2 anchors lie inside" in anchor_explorer.summary.value
 
 
-def test_anchor_explorer_reports_bad_text_and_recovers(anchors_800):
-    anchors_800.scales.value = "8, big"
-    assert anchors_800.view is None
-    assert anchors_800.summary.value == "Nothing to show: scales: 'big' is not a number"
-    assert not anchors_800.ax.patches
-    anchors_800.scales.value = "8"
-    assert anchors_800.view.anchors_per_cell == 3
+def test_anchor_explorer_reports_bad_text_and_recovers(anchor_explorer):
+    anchor_explorer.scales.value = "8, big"
+    assert anchor_explorer.view is None
+    assert anchor_explorer.summary.value == "Nothing to show: scales: 'big' is not a number"
+    assert not anchor_explorer.ax.patches
+    anchor_explorer.scales.value = "8"
+    assert anchor_explorer.view.anchors_per_cell == 3
 
 
 def test_anchor_explorer_non_square_photo_sized_image():
@@ -183,12 +178,6 @@ def test_iou_explorer_rejects_bad_boxes():
 
 
 # --------------------------------------------------------------------------- LabellingExplorer
-
-
-@pytest.fixture(scope="module")
-def inside_800() -> torch.Tensor:
-    anchors = grid_anchors(anchor_base(), (50, 50), 16)
-    return anchors[inside_anchors(anchors, (800, 800))]
 
 
 @pytest.fixture
@@ -272,7 +261,7 @@ def test_labelling_explorer_on_a_photo_sized_image():
     anchors = grid_anchors(anchor_base(), (25, 37), 16)
     inside = anchors[inside_anchors(anchors, (400, 600))]
     assert explorer.summary.value.startswith(f"{len(inside)} of {len(anchors)} anchors")
-    assert explorer.view.counts == counts(label_anchors(inside, gt)[0])
+    assert explorer.view.counts == label_counts(label_anchors(inside, gt)[0])
     assert [t.get_text() for t in explorer.ax.texts] == ["cup", "saucer"]
     with pytest.raises(ValueError, match="gt_labels has 1 entries for 2 boxes"):
         LabellingExplorer(torch.zeros(3, 400, 600), gt, gt_labels=[1])
