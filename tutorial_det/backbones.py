@@ -1,5 +1,10 @@
 """Backbones: the convolutional feature extractors the detectors stand on.
 
+Lesson 01 teaches them: VGG16's shapes, strides and receptive fields layer by layer, why it is
+cut where the stride reaches 16 (:func:`cut_at_stride`; its spot-the-bug cuts by the feature
+map's size instead), a photo normalised by hand and checked against :func:`imagenet_normalize`,
+and the tiny backbone.
+
 - :func:`vgg16_stride16`: VGG16's convolutional part cut where its stride reaches 16 (the Faster
   R-CNN paper's backbone): ``[B, 3, H, W] -> [B, 512, H/16, W/16]``; ImageNet weights on request,
   random weights (with one printed line saying why) when they cannot be had.

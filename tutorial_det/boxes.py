@@ -1,5 +1,9 @@
 """Boxes: formats, areas, IoU, clipping and the (dx, dy, dw, dh) box coding.
 
+Lesson 00 teaches the formats and IoU (it builds ``box_iou_by_hand`` by broadcasting, the
+reading of :func:`box_iou` without its checks, its 0 for an empty union and its faster memory
+layout); lessons 03 and 04 the box coding.
+
 Every box tensor in tutorial_det is a float tensor of shape ``[N, 4]`` in ``(x1, y1, x2, y2)``
 pixel coordinates ("xyxy"), with no "+1" convention: a box from x=10 to x=20 is 10 pixels wide.
 Other formats appear only at the edges, through the conversions here:

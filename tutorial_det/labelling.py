@@ -1,5 +1,11 @@
 """Labelling anchors for the region proposal network (Faster R-CNN, Ren et al. 2015).
 
+Lesson 03 teaches it: it applies the rules one at a time and gets :func:`label_anchors`'s
+labels (its spot-the-bug, ``labels_by_rules``, lacks the IoU > 0 condition of the best-anchor
+rule), then samples with :func:`sample_labels` and takes the targets from
+:func:`anchor_targets`; lesson 05 reuses :func:`sample_labels` for the RoI head, and lesson 07
+teaches :func:`match_priors`.
+
 Every anchor gets a label from its IoU with the ground-truth boxes:
 
 - ``1`` (object): IoU >= 0.7 with some ground truth, or the anchor is a best anchor of some ground

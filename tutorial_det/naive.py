@@ -1,5 +1,8 @@
 """Naive loop versions of the vectorised operations, the way the lessons first write them.
 
+Lesson 00 writes the IoU loop (``box_iou_loop``), lesson 02 the anchor loop, lesson 04 the NMS
+loop (``nms_by_hand``) and lesson 05 RoI max pooling bin by bin.
+
 They are the readable baseline the notebooks start from and the benchmarks compare against
 (``benchmarks/``); the package itself never calls them. Each returns what its vectorised
 counterpart returns (up to float rounding: the loops compute in Python doubles), so a test can

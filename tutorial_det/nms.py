@@ -1,5 +1,10 @@
 """Non-maximum suppression: ``nms`` and per-class ``batched_nms`` in pure torch.
 
+Lesson 04 teaches NMS: it writes the greedy loop by hand (``nms_by_hand``, the loop of
+:func:`tutorial_det.naive.nms_loop`, one kept box per iteration) and checks that it keeps the same
+boxes in the same order as :func:`nms` here and torchvision's kernel; the sweep below is the
+same algorithm with fewer, larger tensor operations.
+
 A detector proposes many overlapping boxes for the same object. Greedy non-maximum suppression
 keeps the best one and drops its near duplicates:
 

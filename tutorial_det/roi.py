@@ -185,10 +185,10 @@ class RoIHead(nn.Module):
         )
 
     def forward(self, features: Tensor, rois: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        x = self.pool(features, rois).flatten(1)
+        x = self.pool(features, rois).flatten(1)  # [K, C, s, s] -> [K, C * s * s]
         x = F.relu(self.fc6(x))
         x = F.relu(self.fc7(x))
-        deltas = self.bbox_pred(x).reshape(len(x), self.num_classes, 4)
+        deltas = self.bbox_pred(x).reshape(len(x), self.num_classes, 4)  # [K, num_classes, 4]
         return self.cls_score(x), deltas
 
 

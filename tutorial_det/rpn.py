@@ -1,5 +1,8 @@
 """The region proposal network (RPN) of Faster R-CNN (Ren et al., NeurIPS 2015).
 
+Lesson 04 teaches the head, the anchor order (:func:`to_anchor_order`) and the proposal layer
+step by step before it calls :func:`propose`; lesson 06 teaches :func:`rpn_loss` term by term.
+
 A small network slides over the backbone's feature map and, for every anchor of every cell,
 predicts two things: how likely the anchor is to hold an object (**objectness**) and how to move
 it onto that object (**box deltas**). The best moved anchors, thinned out by non-maximum
@@ -103,9 +106,8 @@ def to_anchor_order(output: Tensor, values_per_anchor: int) -> Tensor:
             f"output has {channels} channels, not a multiple of values_per_anchor="
             f"{values_per_anchor}"
         )
-    return output.permute(0, 2, 3, 1).reshape(
-        n, height * width * (channels // values_per_anchor), -1
-    )
+    cells = output.permute(0, 2, 3, 1)  # [N, H, W, A * k]
+    return cells.reshape(n, height * width * (channels // values_per_anchor), -1)  # [N, H*W*A, k]
 
 
 def objectness_probability(logits: Tensor) -> Tensor:

@@ -1,5 +1,7 @@
 """Synthetic licence plates seen from random viewpoints: the data set of the WPOD-Net lesson.
 
+Lesson 08 draws it step by step.
+
 A plate is drawn flat (:func:`render_plate`: light background, dark border, random letters and
 digits in DejaVu Sans Mono, which matplotlib ships, so nothing is downloaded), then warped by the
 homography of a random 3-D view (yaw, pitch, roll and a pinhole projection: oblique views,

@@ -1,5 +1,7 @@
 """Synthetic shapes: circles, squares and triangles on textured backgrounds, with exact boxes.
 
+Lessons 04, 06, 07, 09 and 10 train and evaluate on it.
+
 The data set the Faster R-CNN and SSD lessons train on. It needs no download, costs about a
 millisecond per 128 x 128 image, and every item is a pure function of ``(seed, index)``, so a
 held-out set is just another seed.

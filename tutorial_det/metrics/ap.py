@@ -1,5 +1,7 @@
 """Average precision from a precision-recall curve: VOC's all-point and 11-point rules, COCO's 101.
 
+Lesson 10 (evaluation) teaches it.
+
 A detector's ranked output, scored against the ground truth, gives one point per detection:
 ``recall = TP so far / number of ground truths`` and ``precision = TP so far / detections so far``.
 Every rule first replaces precision by its *envelope* (the best precision reachable at this

@@ -1,5 +1,7 @@
 """``mean_average_precision``: COCO's and VOC's detection metrics over a whole data set.
 
+Lesson 10 (evaluation) teaches it.
+
 It gives pycocotools' ``COCOeval`` numbers (same matching, same tie order, same floats) under
 torchmetrics' ``MeanAveragePrecision`` key names, plus VOC's AP at IoU 0.5, from the three
 building blocks of this package: ``box_iou`` for overlaps, :func:`match_detections` for TP/FP

@@ -1,4 +1,7 @@
-"""Which detections are true positives: COCO's greedy matching of detections to ground truths."""
+"""Which detections are true positives: COCO's greedy matching of detections to ground truths.
+
+Lesson 10 (evaluation) teaches it.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Where training batches come from, in a reproducible, resumable order.
 
+Lesson 09 (training at scale) teaches it.
+
 A batch is ``(images, targets)``: a list of ``[3, H, W]`` float tensors and a list of target dicts
 (``boxes`` ``[N, 4]`` xyxy float, ``labels`` ``[N]`` int64, ...), one per image.
 

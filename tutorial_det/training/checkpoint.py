@@ -1,5 +1,7 @@
 """Checkpoints that survive a crash and load without running code.
 
+Lesson 09 (training at scale) teaches it.
+
 A checkpoint is a plain tree of tensors, numbers, strings, ``None``, lists, tuples and dicts, so
 ``torch.load(path, weights_only=True)`` can read it: loading never unpickles arbitrary objects.
 Random-number-generator states, which Python and NumPy give as tuples and arrays, are stored as

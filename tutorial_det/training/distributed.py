@@ -1,6 +1,8 @@
 """Data-parallel training with torch.distributed, the PyTorch form of "clones on several GPUs" and
 "synchronous replicas".
 
+Lesson 09 (training at scale) teaches it.
+
 Launch the same script once per GPU (and per machine) with ``torchrun``::
 
     torchrun --nproc_per_node=4 train.py                        # one machine, 4 GPUs

@@ -1,6 +1,8 @@
 """Fine-tuning: freeze layers, give parameter groups their own learning rates, and start from a
 checkpoint whose layers only partly match the model.
 
+Lesson 09 (training at scale) teaches it.
+
 Parameter names are matched with regular expressions through ``re.search`` (a pattern may match any
 part of a name): ``"bias"`` matches ``"head.cls.bias"``, ``"^backbone\\."`` only names that start
 with ``backbone.``. A pattern that matches nothing is an error, so a typo cannot pass unnoticed.

@@ -1,4 +1,7 @@
-"""What a training run recorded, step by step: the losses, the learning rate, the metrics."""
+"""What a training run recorded, step by step: the losses, the learning rate, the metrics.
+
+Lesson 09 (training at scale) teaches it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Run a detection model over a data set and collect its predictions next to the ground truth."""
+"""Run a detection model over a data set and collect its predictions next to the ground truth.
+
+Lessons 06, 08 and 10 evaluate their trained detectors with it.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """``fit``: the training loop every lesson uses.
 
+Lesson 09 takes it apart step by step; lessons 04 to 08 and 10 train with it.
+
 Models follow torchvision's detection contract: in training mode ``model(images, targets)``
 returns a dict of scalar losses, and the loss trained on is their sum.
 

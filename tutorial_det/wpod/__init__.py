@@ -1,5 +1,7 @@
 """WPOD-Net (Silva and Jung, ECCV 2018): licence plates as affine-warped squares.
 
+Lesson 08 teaches it layer by layer and term by term.
+
 A fully convolutional network predicts, for every 16 x 16-pixel cell, whether a plate is there
 and a 2 x 3 affine map that warps a unit square onto the plate's four corners. The package:
 

@@ -1,5 +1,7 @@
 """From WPOD-Net's output map to plates: threshold, corners back to pixels, NMS.
 
+Lesson 08 (WPOD-Net) teaches it.
+
 1. keep the cells whose object probability is at least ``score_thresh``;
 2. warp the unit square with each kept cell's affine values and map the corners from the cell's
    frame back to pixels: ``p = (corner * alpha + (j + 0.5, i + 0.5)) * stride``;

@@ -1,4 +1,7 @@
-"""Drawing plates: quadrilaterals on matplotlib axes, with the reading order visible."""
+"""Drawing plates: quadrilaterals on matplotlib axes, with the reading order visible.
+
+Lesson 08 (WPOD-Net) draws its plates with it.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Plate geometry: the affine-warped unit square, homographies, rectification, quadrilateral IoU.
 
+Lesson 08 (WPOD-Net) teaches it.
+
 A plate is a quadrilateral ``[4, 2]`` of ``(x, y)`` corners in the order top-left, top-right,
 bottom-right, bottom-left *of the plate as it reads* (``PlatesDataset``'s ``"corners"``), in
 continuous pixel coordinates (pixel column ``c`` spans ``[c, c + 1]``, as for boxes). ``N`` plates

@@ -1,5 +1,7 @@
 """WPOD-Net's loss: corners of the affine-warped unit square against the plate's, plus log losses.
 
+Lesson 08 (WPOD-Net) teaches it.
+
 For each output cell ``(i, j)`` of image ``b`` (``pred`` and ``target`` as in :func:`wpod_loss`):
 
 - **affine term**, object cells only: the six affine values warp the unit square
@@ -53,7 +55,7 @@ def wpod_loss_terms(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
     flag = target[:, 0]  # [B, H, W]
     affine = pred[:, 2:].permute(0, 2, 3, 1)  # [B, H, W, 6]
     corners = warp_unit_square(affine).flatten(-2)  # [B, H, W, 8]: x1, y1, ..., x4, y4
-    wanted = target[:, 1:].permute(0, 2, 3, 1)
+    wanted = target[:, 1:].permute(0, 2, 3, 1)  # [B, H, W, 8]
     l1 = ((corners - wanted).abs().sum(dim=-1) * flag).sum(dim=(1, 2))
     object_term = (-torch.log(pred[:, 0].clamp(EPS, 1.0)) * flag).sum(dim=(1, 2))
     background = (-torch.log(pred[:, 1].clamp(EPS, 1.0)) * (1 - flag)).sum(dim=(1, 2))

@@ -1,5 +1,7 @@
 """WPOD-Net, the fully convolutional network: image ``[B, 3, H, W]`` -> ``[B, 8, H/16, W/16]``.
 
+Lesson 08 (WPOD-Net) teaches it.
+
 The paper's layout: 21 convolutions, all 3 x 3, 14 of them inside 7 residual blocks, ReLU
 everywhere except in the detection block, and four 2 x 2 max-poolings (stride 16 in all). The
 order of the stages below is our reading of the paper's figure (channel counts 16-32-64-128):

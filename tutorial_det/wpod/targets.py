@@ -1,5 +1,7 @@
 """WPOD-Net's training targets: which output cells hold a plate, and its corners in their frames.
 
+Lesson 08 (WPOD-Net) teaches it.
+
 The network's output grid has one cell per ``stride x stride`` pixels (stride 16). Cell
 ``(i, j)`` (row, column) is centred on pixel ``((j + 0.5) * stride, (i + 0.5) * stride)``, as
 the anchors of the other lessons are. For an object cell the target holds the plate's four
@@ -143,7 +145,7 @@ def encode_targets(
             continue
         local = to_cell_frame(quads[owner[rows, cols]], rows, cols, alpha, stride)  # [P, 4, 2]
         target[b, 0, rows, cols] = 1.0
-        target[b, 1:, rows, cols] = local.reshape(-1, 8).T.to(target)
+        target[b, 1:, rows, cols] = local.reshape(-1, 8).T.to(target)  # [P, 4, 2] -> [8, P]
     return target
 
 

@@ -1,5 +1,7 @@
 """Training WPOD-Net on synthetic plates drawn by worker threads into a sample pool.
 
+Lesson 08 (WPOD-Net) teaches it.
+
 Worker threads of a :class:`~tutorial_det.data.pool.SamplePool` keep rendering fresh plates
 (``PlatesDataset.render``: a new random view of a new plate on a new background every call, which
 is the augmentation) while :func:`~tutorial_det.training.fit` trains on batches drawn from the
