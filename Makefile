@@ -41,14 +41,16 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 setup: $(STAMP)
 
-# Bound to 127.0.0.1 with a token ($$TOKEN if set, else a fresh random one); JupyterLab prints
-# the URL to open, token included. PORT=0 picks a free port; LAB_ARGS=--no-browser for a server only.
+# Bound to 127.0.0.1 with a token: $$TOKEN if set, else one Jupyter draws at random and prints in
+# the URL to open. PORT=0 picks a free port; LAB_ARGS=--no-browser for a server only. The token
+# reaches Jupyter in its environment (JUPYTER_TOKEN), which only its own user can read, never on
+# its command line, which every local user can read in /proc/<pid>/cmdline.
 # Jupyter refuses to run as root unless told to (containers and CI often are root).
 lab: setup
-	@token=$${TOKEN:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}; \
+	@if [ -n "$$TOKEN" ]; then export JUPYTER_TOKEN="$$TOKEN"; fi; \
 	root=$$([ "$$(id -u)" = 0 ] && echo --allow-root); \
 	exec $(BIN)/jupyter lab --ip=127.0.0.1 --port=$${PORT:-8888} $$root \
-		--ServerApp.root_dir=notebooks --IdentityProvider.token=$$token $(LAB_ARGS)
+		--ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_files import write_png16
 from PIL import Image
 from torch import nn
 
-from tutorial_det.cli import main, open_data, parse_data, warmup_cosine
-from tutorial_det.data import SHAPE_CLASSES, read_image
+from tutorial_det.cli import CommandError, build_parser, main, open_data, parse_data, warmup_cosine
+from tutorial_det.data import SHAPE_CLASSES, read_image, write_voc_folder
 from tutorial_det.metrics import mean_average_precision
 from tutorial_det.model_file import ModelSpec, load_model_file, save_model_file
 from tutorial_det.models import MODELS
+from tutorial_det.resize import Resize
 from tutorial_det.training import CHECKPOINT_NAME, load_checkpoint
 from tutorial_det.wpod import rectify
 
@@ -343,19 +345,19 @@ def test_run_folder_mistakes(tmp_path, capsys):
     out = tmp_path / "run"
     train = ["train", *TINY, "--epochs", "1", "--max-steps", "1", "--out", out]
     status, _, err = run(capsys, *train, "--resume")
-    assert status == 1 and f"no checkpoint {out / CHECKPOINT_NAME} to resume from" in err
+    assert status == 2 and f"no checkpoint {out / CHECKPOINT_NAME} to resume from" in err
     assert run(capsys, *train)[0] == 0
     status, _, err = run(capsys, *train)
-    assert status == 1 and "already holds a training run (last.pt): pass --resume" in err
+    assert status == 2 and "already holds a training run (last.pt): pass --resume" in err
     other_model = [a if a != "ssd" else "torchvision_frcnn" for a in train]
     status, _, err = run(capsys, *other_model, "--resume")
-    assert status == 1 and "is of model 'ssd', not 'torchvision_frcnn'" in err
+    assert status == 2 and "is of model 'ssd', not 'torchvision_frcnn'" in err
     status, _, err = run(capsys, *train, "--resume", "--lr", "0.5")
-    assert status == 1 and "lr 0.001 -> 0.5" in err
+    assert status == 2 and "lr 0.001 -> 0.5" in err
     status, _, err = run(
         capsys, "train", *TINY, "--epochs", "1", "--out", out / "x", "--classes", "a"
     )
-    assert status == 1 and "--classes names the classes of VOC folders only" in err
+    assert status == 2 and "--classes names the classes of VOC folders only" in err
 
 
 def test_model_file_mistakes(tmp_path, capsys):
@@ -363,14 +365,14 @@ def test_model_file_mistakes(tmp_path, capsys):
     assert run(capsys, "train", *TINY, "--epochs", "1", "--max-steps", "1", "--out", out)[0] == 0
     evaluate = ["evaluate", "--data", "shapes", "--eval-size", "2", "--checkpoint"]
     status, _, err = run(capsys, *evaluate, out / CHECKPOINT_NAME)
-    assert status == 1 and "is a training checkpoint of fit" in err
+    assert status == 2 and "is a training checkpoint of fit" in err
     status, _, err = run(capsys, *evaluate, tmp_path / "none.pt")
-    assert status == 1 and "no checkpoint at" in err
+    assert status == 2 and "no checkpoint at" in err
     status, _, err = run(capsys, *evaluate, out / "model.pt", "--data", "plates")
-    assert status == 1 and "detects ['circle', 'square', 'triangle'], but --data plates" in err
+    assert status == 2 and "detects ['circle', 'square', 'triangle'], but --data plates" in err
     photos = Path(__file__).resolve().parents[1] / "images"
     status, _, err = run(capsys, *evaluate, out / "model.pt", "--data", f"coco:{photos}")
-    assert status == 1 and f"but --data coco:{photos} has classes ['person', 'face'," in err
+    assert status == 2 and f"but --data coco:{photos} has classes ['person', 'face'," in err
     status, _, err = run(capsys, *evaluate, out / "model.pt", "--split-seed", "0")
     assert status == 0 and "the first 2 of these images are training images" in err
     # the weights of an SSD for 4 classes do not fit one for 3
@@ -378,7 +380,7 @@ def test_model_file_mistakes(tmp_path, capsys):
     state["spec"]["classes"] = ["background", "circle", "square"]
     torch.save(state, tmp_path / "edited.pt")
     status, _, err = run(capsys, *evaluate, tmp_path / "edited.pt")
-    assert status == 1 and "do not fit the SSD the registry builds" in err
+    assert status == 2 and "do not fit the SSD the registry builds" in err
     # 4 priors per cell x 4 classes in the file, x 3 in the model
     assert re.search(r"cls_heads\.0\.weight \[16, (\d+), 3, 3\] vs \[12, \1, 3, 3\]", err)
     photo = write_png(tmp_path / "a.png")
@@ -387,7 +389,7 @@ def test_model_file_mistakes(tmp_path, capsys):
     status, _, err = run(
         capsys, "detect", photo, twin, "--checkpoint", out / "model.pt", "--out", tmp_path / "d"
     )
-    assert status == 1 and "would both be written as a.png" in err
+    assert status == 2 and "would both be written as a.png" in err
 
 
 def test_split_seed_is_for_synthetic_data(tmp_path, capsys, oracle):
@@ -398,7 +400,188 @@ def test_split_seed_is_for_synthetic_data(tmp_path, capsys, oracle):
         capsys, "evaluate", "--checkpoint", tmp_path / "m.pt", "--data", f"coco:{root}",
         "--split-seed", "2",
     )  # fmt: skip
-    assert status == 1 and "a folder is evaluated whole" in err
+    assert status == 2 and "a folder is evaluated whole" in err
+
+
+# --------------------------------------------------------------------------- own data
+
+
+def write_mixed_voc(root: Path, count: int = 5) -> Path:
+    """A VOC folder of ``count`` images of different sizes, one red "box" each."""
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for i in range(count):
+        height, width = 40 + 8 * (i % 3), 90 - 12 * (i % 4)
+        image = torch.rand(3, height, width, generator=g) * 0.3
+        x, y = 4 + 3 * i, 5 + i
+        image[0, y : y + 18, x : x + 20] = 1.0
+        box = torch.tensor([[x, y, x + 20.0, y + 18.0]])
+        items.append((image, {"boxes": box, "labels": torch.tensor([1])}))
+    write_voc_folder(root, items, ["box"])
+    return root
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_a_mixed_size_voc_folder_trains_evaluates_and_detects(tmp_path, capsys, model):
+    """Every registered model, through --resize: training sees 48 x 48 letterboxed images,
+    evaluation and detection answer in each image's own pixels."""
+    voc = write_mixed_voc(tmp_path / "voc")
+    out = tmp_path / "run"
+    # torchvision's model resizes its input again, to 320 px by default: keep it at 48
+    options = ["--option", "min_size=48", "--option", "max_size=48"]
+    status, text, err = run(
+        capsys, "train", "--model", model, "--data", f"voc:{voc}", "--classes", "box",
+        "--resize", "48", "--epochs", "1", "--max-steps", "2", "--batch-size", "2",
+        "--no-progress", "--log-every", "1", "--out", out,
+        *(options if model == "torchvision_frcnn" else []),
+    )  # fmt: skip
+    assert status == 0, err
+    assert f"data voc:{voc}: 5 images checked, 5 sizes from " in text
+    model_file, spec, _ = load_model_file(out / "model.pt")
+    assert spec.resize == Resize(48) and spec.classes == ("background", "box")
+    status, text, err = run(
+        capsys, "evaluate", "--checkpoint", out / "model.pt", "--data", f"voc:{voc}"
+    )
+    assert status == 0, err  # --classes comes from the model file
+    assert f"on 5 images of {voc}, each image letterbox to 48x48 and back" in text
+    image = voc / "JPEGImages" / "000001.png"
+    status, text, err = run(
+        capsys, "detect", image, "--checkpoint", out / "model.pt", "--out", tmp_path / "det",
+        "--score-thresh", "0",
+    )  # fmt: skip
+    assert status == 0, err
+    boxes = [[float(v) for v in line.split("[")[1].rstrip("]").split(", ")] for line in
+             text.splitlines() if line.startswith("  box ")]  # fmt: skip
+    height, width = read_image(image).shape[1:]
+    assert len(boxes) == int(re.search(r"(\d+) detections", text).group(1))
+    # (an untrained WPOD-Net finds nothing above its own score threshold of 0.5)
+    assert all(0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height for x1, y1, x2, y2 in boxes)
+    with Image.open(tmp_path / "det" / "000001.png") as drawn:
+        assert drawn.width / drawn.height == pytest.approx(width / height, rel=0.02)
+
+
+def test_ssd_on_mixed_sizes_without_resize_says_what_to_add(tmp_path, capsys):
+    voc = write_mixed_voc(tmp_path / "voc")
+    status, _, err = run(
+        capsys, "train", "--model", "ssd", "--data", f"voc:{voc}", "--classes", "box",
+        "--epochs", "1", "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert status == 2 and "--model ssd takes images of one size, and --data voc:" in err
+    assert "holds 5 sizes (5 images checked, 5 sizes from " in err and "add --resize N" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_sixteen_bit_images_train(tmp_path, capsys):
+    voc = write_mixed_voc(tmp_path / "voc", count=2)
+    grey = (read_image(voc / "JPEGImages" / "000000.png")[0] * 65535).round().numpy()
+    write_png16(voc / "JPEGImages" / "000000.png", grey)
+    status, text, err = run(
+        capsys, "train", "--model", "faster_rcnn", "--data", f"voc:{voc}", "--classes", "box",
+        "--epochs", "1", "--batch-size", "2", "--no-progress", "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert status == 0, err
+    assert "2 images checked, 2 sizes" in text
+
+
+def test_resume_finds_the_same_folder_named_another_way(tmp_path, capsys, monkeypatch):
+    write_mixed_voc(tmp_path / "voc", count=4)
+    monkeypatch.chdir(tmp_path)
+    train = [
+        "train", "--model", "faster_rcnn", "--classes", "box", "--epochs", "1",
+        "--batch-size", "2", "--no-progress", "--out", "run",
+    ]  # fmt: skip
+    assert run(capsys, *train, "--data", "voc:voc", "--max-steps", "1")[0] == 0
+    assert (
+        json.loads((tmp_path / "run" / "run.json").read_text())["data"] == f"voc:{tmp_path / 'voc'}"
+    )
+    status, text, err = run(capsys, *train, "--data", f"voc:{tmp_path}/./voc/", "--resume")
+    assert status == 0, err
+    assert "resumed from run/last.pt at step 1" in text and "trained faster_rcnn to step 2" in text
+    status, text, _ = run(capsys, *train, "--data", "voc:voc", "--resume")
+    assert status == 0
+    assert "the run in run has already trained 2 steps, all that --epochs 1 ask for" in text
+    assert "Raise --epochs (or --max-steps) to train further" in text
+
+
+def test_evaluate_a_voc_folder_takes_the_model_files_classes(tmp_path, capsys, oracle):
+    voc = write_mixed_voc(tmp_path / "voc", count=3)
+    data, classes = open_data(
+        parse_data(f"voc:{voc}"), length=None, seed=0, image_size=0, voc_classes=("box",)
+    )
+    oracle(data)
+    save_model_file(tmp_path / "m.pt", Oracle(2), ModelSpec("oracle", classes), {})
+    status, text, err = run(
+        capsys, "evaluate", "--checkpoint", tmp_path / "m.pt", "--data", f"voc:{voc}"
+    )
+    assert status == 0, err
+    assert re.search(r"^    box\s+1\.0000\s+1\.0000$", text, re.M)
+    status, _, err = run(
+        capsys, "evaluate", "--checkpoint", tmp_path / "m.pt", "--data", f"voc:{voc}",
+        "--classes", "cat",
+    )  # fmt: skip
+    assert status == 2 and "000000.xml: object 0 has class name 'box', which is not one of" in err
+
+
+def test_detect_with_nothing_above_the_threshold_says_how_to_see_more(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(MODELS, "fixed_plates", FixedPlates)
+    save_model_file(
+        tmp_path / "m.pt", FixedPlates(2), ModelSpec("fixed_plates", ("background", "plate"))
+    )
+    photo = write_png(tmp_path / "car.png")
+    status, text, _ = run(
+        capsys, "detect", photo, "--checkpoint", tmp_path / "m.pt", "--out", tmp_path / "det",
+        "--score-thresh", "0.95",
+    )  # fmt: skip
+    assert status == 0
+    assert "car.png: 0 detections" in text
+    assert (
+        "none scored >= --score-thresh 0.95; the best scored 0.900: lower --score-thresh (e.g. --score-thresh 0.9) to see it"
+        in text
+    )
+
+
+def test_help_gives_every_option_a_text_and_describes_layouts_and_the_run_folder(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings[0]} has no help text"
+                if action.default not in (None, False, []):
+                    assert "default" in action.help, f"{name} {action.option_strings[0]}"
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for words in (
+        "DIR/Annotations/NAME.xml", "DIR/JPEGImages/FILE", '"annotations" (id, image_id, category_id, bbox',
+        "coco:DIR the same with DIR/annotations.json", "run.json the run's settings",
+        "last.pt the checkpoint to resume from", "history.json every step's loss terms",
+        "model.pt the model file that evaluate and detect read",
+        "--option KEY=VALUE passes KEY to the model's class", "An unknown KEY is refused",
+        "--resize N brings every image to N x N pixels", "--schedule {cosine,constant}",
+        "(default: cosine)", "(default: 10)", "(default: 500)", "(default: 50)",
+    ):  # fmt: skip
+        assert words in text, words
+    assert main(["detect", "--help"]) == 0
+    assert "(default: 0.5)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_debug_shows_the_traceback_instead(tmp_path):
+    with pytest.raises(CommandError, match="ssd has no option .no_such."):
+        main(
+            [
+                "train",
+                *TINY,
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+                "--option",
+                "no_such=3",
+                "--debug",
+            ]
+        )
 
 
 # --------------------------------------------------------------------------- torchrun

@@ -19,11 +19,31 @@ import pytest
 import torch
 from training_fixtures import TinyShapes, tiny_setup
 
-from tutorial_det.training import CHECKPOINT_NAME, fit, load_checkpoint
+from tutorial_det.training import CHECKPOINT_NAME, distributed, fit, load_checkpoint
+from tutorial_det.training.distributed import PROCESS_GROUP_TIMEOUT, process_group_timeout
 
 STEPS = 2
 PER_PROCESS = 2
 ITEMS = 8  # one epoch = 2 steps of 2 processes x 2 images
+
+
+def test_a_process_waits_for_the_others_a_bounded_time(monkeypatch):
+    monkeypatch.delenv("TUTORIAL_DET_DIST_TIMEOUT", raising=False)
+    assert process_group_timeout().total_seconds() == PROCESS_GROUP_TIMEOUT < 30 * 60
+    monkeypatch.setenv("TUTORIAL_DET_DIST_TIMEOUT", "42.5")
+    assert process_group_timeout().total_seconds() == 42.5
+    monkeypatch.setenv("TUTORIAL_DET_DIST_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="TUTORIAL_DET_DIST_TIMEOUT='soon' must be a positive"):
+        process_group_timeout()
+    monkeypatch.setenv("TUTORIAL_DET_DIST_TIMEOUT", "7")
+    joined = {}
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda **kw: joined.update(kw))
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    distributed.setup("cpu")
+    assert joined["timeout"].total_seconds() == 7 and joined["backend"] == "gloo"
 
 
 def train_in_this_process(out_dir: Path) -> None:

@@ -579,11 +579,46 @@ def test_crowd_regions_absorb_detections():
             r"targets\[0\]\['boxes'\] must be a torch.Tensor",
         ),
         ({"boxes": t(GT)}, [target([], [])], TypeError, "preds must be a list"),
+        (
+            [pred(GT, [1, 1, 1], [1, 0, 1])],
+            [target(GT, [1, 1, 1])],
+            ValueError,
+            r"preds\[0\]\['labels'\] holds 0: labels number the object classes from 1 \(0 is the",
+        ),
+        (
+            [pred([], [], []), pred([], [], [])],
+            [target([], []), target(GT, [2, -3, 1])],
+            ValueError,
+            r"targets\[1\]\['labels'\] holds -3: labels number the object classes from 1$",
+        ),
+        (
+            [pred([], [], [])],
+            [{**target(GT, [1, 1, 1]), "difficult": torch.tensor([0, 2, 1])}],
+            ValueError,
+            r"targets\[0\]\['difficult'\] must hold 0/1 or bools",
+        ),
     ],
 )
 def test_malformed_input_names_image_and_key(preds, targets, error, message):
     with pytest.raises(error, match=message):
         mean_average_precision(preds, targets)
+
+
+def test_voc_difficult_objects_are_neither_to_find_nor_a_false_positive_when_found():
+    found, hard = [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]
+    ordinary = target([found, hard], [1, 1])
+    flagged = {**ordinary, "difficult": torch.tensor([False, True])}
+    one_found = [pred([found], [0.9], [1])]
+    # one object found, one difficult object missed: nothing left to find
+    assert float(mean_average_precision(one_found, [flagged])["voc_map_50"]) == 1.0
+    assert float(mean_average_precision(one_found, [ordinary])["voc_map_50"]) == 0.5
+    # a detection on the difficult object, ranked first, is not a false positive either
+    both = [pred([hard, found], [0.95, 0.9], [1, 1])]
+    metrics = mean_average_precision(both, [flagged])
+    assert float(metrics["voc_map_50"]) == 1.0 and float(metrics["map"]) == 1.0
+    # an image holding only difficult objects: the class has nothing to find (-1)
+    alone = [{**target([hard], [1]), "difficult": torch.tensor([True])}]
+    assert float(mean_average_precision([pred([], [], [])], alone)["voc_map_50"]) == -1.0
 
 
 def test_bad_options():

@@ -14,6 +14,7 @@ from tutorial_det.model_file import (
     load_model_file,
     save_model_file,
 )
+from tutorial_det.resize import Resize, ResizedDetector
 from tutorial_det.training import load_checkpoint
 
 SPEC = ModelSpec("ssd", ("background", "circle", "square"))
@@ -45,6 +46,7 @@ def test_a_model_file_rebuilds_the_model_with_its_weights(tmp_path):
         "classes": ["background", "circle", "square"],
         "options": {},
         "frozen_batch_norm": False,
+        "resize": None,
     }
 
 
@@ -107,3 +109,52 @@ def test_a_frozen_batch_norm_model_file_round_trips(tmp_path):
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(images)[0]["scores"], model(images)[0]["scores"])
+
+
+def test_a_resized_model_comes_back_taking_images_of_any_size(tmp_path):
+    spec = ModelSpec("ssd", ("background", "circle"), resize=Resize(64, "stretch"))
+    torch.manual_seed(0)
+    model = spec.build()
+    assert isinstance(spec.for_inference(model), ResizedDetector)
+    save_model_file(tmp_path / "m.pt", spec.for_inference(model), spec)  # saved as its detector
+    loaded, got, _ = load_model_file(tmp_path / "m.pt")
+    assert got.resize == Resize(64, "stretch") and isinstance(loaded, ResizedDetector)
+    assert load_checkpoint(tmp_path / "m.pt")["spec"]["resize"] == {"size": 64, "mode": "stretch"}
+    image = torch.rand(3, 40, 100)
+    model.eval()
+    with torch.no_grad():
+        expected = Resize(64, "stretch").prediction_back(
+            model([Resize(64, "stretch").image(image)])[0], (40, 100)
+        )
+        got_boxes = loaded([image])[0]["boxes"]
+    torch.testing.assert_close(got_boxes, expected["boxes"])
+    assert bool((got_boxes[:, 2] <= 100).all() and (got_boxes[:, 3] <= 40).all())
+
+
+def test_damaged_model_files_are_named(tmp_path):
+    save_model_file(tmp_path / "m.pt", SPEC.build(), SPEC)
+    state = load_checkpoint(tmp_path / "m.pt")
+    for key in ("spec", "state_dict", "meta"):
+        torch.save({k: v for k, v in state.items() if k != key}, tmp_path / "cut.pt")
+        with pytest.raises(
+            ValueError, match=rf"cut\.pt is a damaged model file: it has no '{key}'"
+        ):
+            load_model_file(tmp_path / "cut.pt")
+    for key, value, message in [
+        ("classes", "background,circle", "'classes' must be a list"),
+        ("options", None, "'options' must be a dict"),
+        ("resize", {"size": -3, "mode": "letterbox"}, "'resize' is not a size and a mode"),
+    ]:
+        torch.save({**state, "spec": {**state["spec"], key: value}}, tmp_path / "bad.pt")
+        with pytest.raises(
+            ValueError, match=rf"bad\.pt is a damaged model file: the spec's {message}"
+        ):
+            load_model_file(tmp_path / "bad.pt")
+    torch.save({**state, "spec": {**state["spec"], "options": {"no_such": 3}}}, tmp_path / "o.pt")
+    with pytest.raises(ValueError, match=r"o\.pt: ssd has no option 'no_such'; its options are"):
+        load_model_file(tmp_path / "o.pt")
+    save_model_file(tmp_path / "run" / "model.pt", SPEC.build(), SPEC)
+    with pytest.raises(FileNotFoundError, match=r"run is a folder: give the model file in it, "):
+        load_model_file(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match=r"is a folder, not a checkpoint file"):
+        load_model_file(tmp_path)

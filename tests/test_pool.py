@@ -6,6 +6,8 @@ behaviour (a stop that hangs, an error that never arrives), not speed measuremen
 
 from __future__ import annotations
 
+import inspect
+import math
 import threading
 import time
 import traceback
@@ -13,7 +15,7 @@ import traceback
 import numpy as np
 import pytest
 
-from tutorial_det.data.pool import SamplePool, SamplePoolError
+from tutorial_det.data.pool import GET_BATCH_TIMEOUT, SamplePool, SamplePoolError
 from tutorial_det.data.shapes import ShapesDataset
 
 
@@ -205,3 +207,14 @@ def test_from_dataset_and_bad_arguments():
         SamplePool(lambda rng: 0, pool_size=4).get_batch(0)
     with pytest.raises(RuntimeError, match="the pool is stopped and holds 0 < min_samples=1"):
         SamplePool(lambda rng: 0, pool_size=4).get_batch(1)
+
+
+def test_get_batch_waits_a_bounded_time_by_default():
+    default = inspect.signature(SamplePool.get_batch).parameters["timeout"].default
+    assert default == GET_BATCH_TIMEOUT and 0 < default < math.inf
+    release = threading.Event()
+    pool = SamplePool(lambda rng: release.wait(), pool_size=2)  # hung until released
+    with pool:
+        with pytest.raises(TimeoutError, match=r"holds 0 < min_samples=1 .*sample_fn is hung"):
+            pool.get_batch(1, timeout=0.2)
+        release.set()

@@ -108,6 +108,12 @@ def test_make_lab_serves_jupyterlab_on_localhost_with_a_token(tmp_path):
             time.sleep(0.5)
         assert server is not None, "JupyterLab did not start within 120 s"
         assert server["hostname"] == "127.0.0.1" and server["token"] == token
+        # any local user can read a command line; the token must not be on one
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                assert token.encode() not in cmdline.read_bytes(), f"token visible in {cmdline}"
+            except OSError:  # the process has ended
+                continue
         base = f"http://127.0.0.1:{server['port']}"
         with urllib.request.urlopen(f"{base}/api", timeout=10) as reply:
             assert "version" in json.loads(reply.read())

@@ -3,12 +3,13 @@ error (naming file and object) for every kind of bad input."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from data_files import coco_doc, voc_xml, write_coco, write_image, write_png16, write_voc
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -21,6 +22,7 @@ from tutorial_det.data.readers import (
     CocoDataset,
     VOCDataset,
     check_box,
+    image_size,
     read_coco_json,
     read_image,
 )
@@ -30,72 +32,6 @@ CLASSES = ("cat", "dog", "person")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def write_image(path: Path, width: int, height: int, seed: int = 0) -> torch.Tensor:
-    """Save a random RGB image (PNG content whatever the suffix says, so pixels survive exactly)
-    and return it as [3, H, W] uint8."""
-    g = torch.Generator().manual_seed(seed)
-    pixels = torch.randint(0, 256, (height, width, 3), generator=g, dtype=torch.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels.numpy()).save(path, format="PNG")
-    return pixels.permute(2, 0, 1)
-
-
-def voc_xml(filename: str, width: int, height: int, objects) -> str:
-    """A VOC annotation; ``objects`` holds (name, (xmin, ymin, xmax, ymax), difficult)."""
-    parts = [
-        f"<annotation><folder>VOC</folder><filename>{filename}</filename>",
-        f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>",
-    ]
-    for name, (xmin, ymin, xmax, ymax), difficult in objects:
-        parts.append(
-            f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
-            f"<difficult>{difficult}</difficult><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
-            f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
-        )
-    parts.append("</annotation>")
-    return "\n".join(parts)
-
-
-def write_voc(root: Path, items: dict[str, tuple[int, int, list]]) -> dict[str, torch.Tensor]:
-    """A VOC folder with one image + XML per entry ``id -> (width, height, objects)``."""
-    pixels = {}
-    (root / "Annotations").mkdir(parents=True, exist_ok=True)
-    for seed, (image_id, (width, height, objects)) in enumerate(items.items()):
-        pixels[image_id] = write_image(root / "JPEGImages" / f"{image_id}.jpg", width, height, seed)
-        (root / "Annotations" / f"{image_id}.xml").write_text(
-            voc_xml(f"{image_id}.jpg", width, height, objects)
-        )
-    return pixels
-
-
-def coco_doc(**changes) -> dict:
-    """A small valid COCO document (two images, sparse category ids 3 and 7); ``changes``
-    replaces top-level entries."""
-    doc = {
-        "images": [
-            {"id": 10, "file_name": "a.png", "width": 40, "height": 30},
-            {"id": 20, "file_name": "b.png", "width": 50, "height": 20},
-        ],
-        "annotations": [
-            {"id": 1, "image_id": 10, "category_id": 7, "bbox": [2, 3, 10, 5], "iscrowd": 0},
-            {"id": 2, "image_id": 10, "category_id": 3, "bbox": [0, 0, 40, 30], "iscrowd": 1},
-            {"id": 3, "image_id": 20, "category_id": 7, "bbox": [5.5, 1.5, 4, 2]},
-        ],
-        "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}],
-    }
-    doc.update(changes)
-    return doc
-
-
-def write_coco(root: Path, doc: dict, images: bool = True) -> Path:
-    if images:
-        for entry in doc["images"]:
-            write_image(root / entry["file_name"], entry["width"], entry["height"])
-    path = root / "annotations.json"
-    path.write_text(json.dumps(doc))
-    return path
 
 
 def bad_annotation(**fields) -> list[dict]:
@@ -169,6 +105,64 @@ def test_grey_and_rgba_images_become_rgb(tmp_path):
     assert read_image(tmp_path / "rgba.png")[:, 0, 0].tolist() == [1.0, 0.0, 0.0]
 
 
+SIXTEEN_BIT = np.array([0, 256, 4096, 32768, 65535])
+
+
+def test_sixteen_bit_grey_png_keeps_its_range(tmp_path):
+    write_png16(tmp_path / "g16.png", SIXTEEN_BIT[None])
+    image = read_image(tmp_path / "g16.png")
+    assert image.shape == (3, 1, 5) and image.dtype == torch.float32
+    expected = torch.tensor(SIXTEEN_BIT / 65535, dtype=torch.float32)
+    for channel in image:  # grey: the same in R, G and B
+        torch.testing.assert_close(channel[0], expected, rtol=0, atol=0)
+
+
+def test_sixteen_bit_colour_png_arrives_as_its_high_byte(tmp_path):
+    write_png16(tmp_path / "rgb16.png", np.stack([SIXTEEN_BIT] * 3, -1)[None], colour="rgb")
+    image = read_image(tmp_path / "rgb16.png")
+    # Pillow keeps the high byte: 0, 256, 4096, 32768, 65535 -> 0, 1, 16, 128, 255
+    assert (image[0, 0] * 255).round().tolist() == [0, 1, 16, 128, 255]
+
+
+@pytest.mark.parametrize(("mode", "kind"), [("I", "32-bit integer"), ("F", "32-bit float")])
+def test_images_of_unstated_range_are_refused(tmp_path, mode, kind):
+    Image.new(mode, (4, 3)).save(tmp_path / "deep.tif")
+    with pytest.raises(ValueError, match=rf"deep\.tif has {kind} pixels .*8 or 16 bits"):
+        read_image(tmp_path / "deep.tif")
+
+
+def test_a_decompression_bomb_is_named_from_its_header(tmp_path):
+    write_png16(tmp_path / "bomb.png", SIXTEEN_BIT[None], size=(20000, 20000))
+    for read in (read_image, image_size):
+        with pytest.raises(ValueError, match=r"bomb\.png is refused as a possible decompression"):
+            read(tmp_path / "bomb.png")
+
+
+def test_image_size_reads_the_header_only(tmp_path):
+    write_image(tmp_path / "x.png", 7, 5)
+    assert image_size(tmp_path / "x.png") == (7, 5)
+    write_png16(tmp_path / "lying.png", SIXTEEN_BIT[None], size=(300, 200))
+    assert image_size(tmp_path / "lying.png") == (300, 200)  # pixels never decoded
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        image_size(tmp_path / "none.png")
+
+
+def test_check_images_counts_sizes_and_names_a_bad_header(tmp_path):
+    write_voc(tmp_path, {"a": (8, 6, []), "b": (8, 6, []), "c": (5, 9, [])})
+    ds = VOCDataset(tmp_path, CLASSES)
+    checked = ds.check_images()
+    assert checked.count == 3 and dict(checked.sizes) == {(8, 6): 2, (5, 9): 1}
+    assert str(checked) == "3 images checked, 2 sizes from 5x9 to 8x6"  # by area
+    write_image(tmp_path / "JPEGImages" / "b.jpg", 9, 6)
+    with pytest.raises(
+        ValueError, match=r"b\.jpg is 9x6 pixels but .*b\.xml gives its size as 8x6"
+    ):
+        ds.check_images()
+    (tmp_path / "JPEGImages" / "b.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"cannot read image .*b\.jpg"):
+        ds.check_images()
+
+
 # --------------------------------------------------------------------------- VOC
 
 
@@ -205,6 +199,19 @@ def test_voc_image_set_selects_and_orders_ids(tmp_path):
     ds = VOCDataset(tmp_path, CLASSES, image_set="val")
     assert ds.ids == ["c", "a"]
     assert [p.name for p in ds.image_paths] == ["c.jpg", "a.jpg"]
+
+
+def test_voc_annotations_are_read_whatever_the_case_of_their_suffix(tmp_path):
+    write_voc(tmp_path, {"a": (8, 8, []), "b": (9, 9, [CAT]), "c": (10, 10, [])})
+    (tmp_path / "Annotations" / "b.xml").rename(tmp_path / "Annotations" / "b.XML")
+    (tmp_path / "Annotations" / "notes.txt").write_text("not an annotation")
+    ds = VOCDataset(tmp_path, CLASSES)
+    assert ds.ids == ["a", "b", "c"]
+    assert ds[1][1]["labels"].tolist() == [1]
+    assert [p.name for p in ds.other_files] == ["notes.txt"]
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Main" / "val.txt").write_text("b\n")
+    assert VOCDataset(tmp_path, CLASSES, image_set="val").ids == ["b"]
 
 
 def test_voc_classes_constant_has_the_twenty_devkit_classes():

@@ -435,3 +435,18 @@ def test_match_check_catches_a_plain_argmax_per_ground_truth():
     result = check_match_priors(argmax_matching, verbose=False)
     assert not result and result.causes[0].name == "match_argmax_per_object"
     assert "same best prior" in result.failures[0]
+
+
+def test_a_batch_of_one_64_px_image_trains():
+    """The last extra stage of a 64 px image is a 1 x 1 map: with one image its batch norm sees
+    one value per channel and falls back to its running statistics (nn.BatchNorm2d raises)."""
+    torch.manual_seed(0)
+    model = SSD(3).train()
+    last_norm = model.extras[-1][-2]
+    before = last_norm.running_mean.clone()
+    target = {"boxes": torch.tensor([[5.0, 5.0, 30.0, 30.0]]), "labels": torch.tensor([1])}
+    losses = model([torch.rand(3, 64, 64)], [target])
+    assert all(torch.isfinite(value) for value in losses.values())
+    sum(losses.values()).backward()
+    assert torch.equal(last_norm.running_mean, before)  # left as it was
+    assert model.extras[0][-2].running_mean.abs().sum() > 0  # a 2 x 2 map: batch statistics

@@ -476,6 +476,66 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tmp_path):
     resume_and_compare(tmp_path)
 
 
+class PowerCutAtStep6(TinyDetector):
+    calls = 0
+
+    def forward(self, images, targets=None):
+        self.calls += 1
+        if self.calls == 6:
+            raise RuntimeError("power cut")
+        return super().forward(images, targets)
+
+
+def test_a_failure_checkpoints_the_steps_since_the_last_save_and_resumes_exactly(tmp_path):
+    """Checkpoints every 4 steps, a failure in step 6 (after its batch drew random numbers):
+    step 5 is saved, with the generators as they were at its end, and the run resumes from it
+    exactly."""
+    with pytest.raises(RuntimeError, match="power cut") as failure:
+        resume_setup_run(
+            model_cls=PowerCutAtStep6,
+            max_steps=TOTAL_STEPS,
+            checkpoint_every=4,
+            checkpoint_dir=tmp_path,
+        )
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["step"] == 5
+    assert failure.value.__notes__ == [
+        f"{tmp_path / CHECKPOINT_NAME} holds step 5, the last one completed"
+    ]
+    resume_and_compare(tmp_path)
+
+
+def test_a_failure_between_the_weight_update_and_its_bookkeeping_saves_nothing(tmp_path):
+    model, optimizer = tiny_setup()
+
+    def factor(step):
+        if step == 3:
+            raise ArithmeticError("schedule broke")
+        return 1.0
+
+    scheduler = LambdaLR(optimizer, factor)
+    with pytest.raises(ArithmeticError):
+        fit(
+            model,
+            TinyShapes(8),
+            optimizer=optimizer,
+            scheduler=scheduler,
+            max_steps=5,
+            checkpoint_dir=tmp_path,
+            **QUIET,
+        )
+    assert not (tmp_path / CHECKPOINT_NAME).exists()  # step 3's update is half done
+
+
+def test_fit_removes_temporary_files_that_a_killed_write_left(tmp_path):
+    stale = [tmp_path / ".last.pt.k2j4h1.tmp", tmp_path / ".last.pt.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    (tmp_path / ".other.tmp").write_bytes(b"not ours")
+    model, optimizer = tiny_setup()
+    fit(model, TinyShapes(4), optimizer=optimizer, max_steps=1, checkpoint_dir=tmp_path, **QUIET)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp", CHECKPOINT_NAME]
+
+
 def test_restoring_only_model_and_optimizer_is_not_enough(tmp_path):
     """The control for the resume tests: without the RNG states and the data position, a resumed
     run drifts away from the uninterrupted one."""

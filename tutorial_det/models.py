@@ -7,10 +7,16 @@ downloads weights.
 
 ``torchvision_frcnn`` is torchvision's own Faster R-CNN (MobileNetV3-Large FPN, 320 px), built
 without downloaded weights: the peer our detectors are measured against.
+
+A model's options are the keyword arguments of its class (:func:`model_options` lists them):
+``build_model("ssd", 4, score_thresh=0.3)``. What a model needs of its data is said here too:
+:data:`ONE_IMAGE_SIZE` (batches of one image size) and :data:`LEARNS_CORNERS` (targets with the
+four corners of each object).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -37,16 +43,95 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+#: Models whose batches must hold images of one size: train them on a folder of mixed sizes
+#: through :class:`tutorial_det.resize.Resize`.
+ONE_IMAGE_SIZE = frozenset({"ssd"})
+
+#: Models that learn the four corners of each object (``target["corners"]`` ``[N, 4, 2]``), not
+#: only its box.
+LEARNS_CORNERS = frozenset({"wpod"})
+
+#: Parameters of the option sources that are not options: the builder sets them itself.
+_NOT_OPTIONS = frozenset(
+    {
+        "self",
+        "num_classes",
+        "backbone",
+        "rpn_anchor_generator",
+        "weights",
+        "weights_backbone",
+        "progress",
+    }
+)
+
+
+def _option_sources(name: str) -> list[Callable] | None:
+    """The callables whose keyword parameters are the options of model ``name``; None when they
+    are not known (a builder that passes ``**options`` on to an unknown callable)."""
+    if name == "torchvision_frcnn":
+        from torchvision.models.detection import FasterRCNN, fasterrcnn_mobilenet_v3_large_320_fpn
+        from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+        return [fasterrcnn_mobilenet_v3_large_320_fpn, FasterRCNN, GeneralizedRCNNTransform]
+    if name == "faster_rcnn":
+        from tutorial_det.faster_rcnn import FasterRCNN
+
+        return [FasterRCNN]
+    if name == "ssd":
+        from tutorial_det.ssd import SSD
+
+        return [SSD]
+    if name == "wpod":
+        from tutorial_det.wpod import WPODDetector
+
+        return [build_wpod, WPODDetector]
+    builder = MODELS[name]
+    kinds = {p.kind for p in inspect.signature(builder).parameters.values()}
+    return None if inspect.Parameter.VAR_KEYWORD in kinds else [builder]
+
+
+def model_options(name: str) -> tuple[str, ...] | None:
+    """The option names ``build_model(name, ...)`` accepts, sorted; None when they cannot be
+    known (a model registered from outside whose builder takes ``**options``).
+
+    Raises:
+        ValueError: ``name`` is not registered.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    sources = _option_sources(name)
+    if sources is None:
+        return None
+    names = {
+        parameter.name
+        for source in sources
+        for parameter in inspect.signature(source).parameters.values()
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        and not parameter.name.startswith("_")
+    }
+    return tuple(sorted(names - _NOT_OPTIONS))
+
+
 def build_model(name: str, num_classes: int, **options) -> nn.Module:
     """Build the detector registered as ``name`` for ``num_classes`` classes (background included).
 
     Raises:
-        ValueError: ``name`` is not registered (the message lists the names that are).
+        ValueError: ``name`` is not registered (the message lists the names that are), an option
+            is not one of the model's (the message lists those that are), or the builder refuses
+            the options' values.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    known = model_options(name)
     if num_classes < 2:
         raise ValueError(
             f"num_classes counts the background, so it must be >= 2, got {num_classes}"
         )
-    return MODELS[name](num_classes, **options)
+    unknown = sorted(set(options) - set(known)) if known is not None else []
+    if unknown:
+        raise ValueError(
+            f"{name} has no option {', '.join(map(repr, unknown))}; its options are "
+            f"{', '.join(known)}"
+        )
+    try:
+        return MODELS[name](num_classes, **options)
+    except TypeError as error:  # a value of the wrong type deep in the builder
+        raise ValueError(f"cannot build {name} with options {options}: {error}") from error

@@ -258,10 +258,24 @@ def decode_detections(
 # --------------------------------------------------------------------------- the model
 
 
+class LoneValueBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that normalises with its running statistics (and leaves them as they
+    are) when a training batch holds a single value per channel, where batch statistics do not
+    exist: one image whose map is 1 x 1, as the last extra stage gives for a 64 px image.
+    ``nn.BatchNorm2d`` raises there instead."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
+        return super().forward(x)
+
+
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1) -> list[nn.Module]:
     return [
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-        nn.BatchNorm2d(c_out),
+        LoneValueBatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     ]
 

@@ -1,5 +1,5 @@
-"""Data for the lessons: synthetic shapes and plates, VOC / COCO readers, augmentation, and the
-threaded sample pool. Every item is ``(image [3, H, W] float32 in [0, 1], target dict)`` with
+"""Data for the lessons: synthetic shapes and plates, VOC / COCO readers and writers,
+augmentation, and the threaded sample pool. Every item is ``(image [3, H, W] float32 in [0, 1], target dict)`` with
 ``target["boxes"]`` ``[N, 4]`` float32 xyxy pixels and ``target["labels"]`` ``[N]`` int64
 (0 is background, so object classes start at 1)."""
 
@@ -22,6 +22,7 @@ from tutorial_det.data.transforms import (
     RandomScaleCrop,
     train_transforms,
 )
+from tutorial_det.data.writers import write_coco_folder, write_voc_folder
 
 __all__ = [
     "VOC_CLASSES",
@@ -40,4 +41,6 @@ __all__ = [
     "ShapesDataset",
     "detection_collate",
     "train_transforms",
+    "write_coco_folder",
+    "write_voc_folder",
 ]

@@ -11,7 +11,8 @@ Compared with the generator it is modelled on, this one
 - waits on a ``threading.Condition`` (no polling loop), and reads the sample count only under its
   lock;
 - re-raises an exception from ``sample_fn`` in the thread that calls :meth:`SamplePool.get_batch`
-  (chained, with the worker's traceback) instead of leaving it waiting forever;
+  (chained, with the worker's traceback) instead of leaving it waiting forever, and waits at most
+  :data:`GET_BATCH_TIMEOUT` seconds by default for a ``sample_fn`` that hangs;
 - stops promptly: :meth:`~SamplePool.stop` returns within its ``timeout`` even while workers are
   inside a slow ``sample_fn``;
 - can be started and stopped any number of times, and is a context manager.
@@ -39,6 +40,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+#: How long :meth:`SamplePool.get_batch` waits by default for the pool to hold ``min_samples``,
+#: in seconds: a hung ``sample_fn`` then ends in a TimeoutError instead of a wait without end.
+GET_BATCH_TIMEOUT = 60.0
 
 
 class SamplePoolError(RuntimeError):
@@ -190,13 +195,14 @@ class SamplePool:
                 self._produced += 1
                 self._changed.notify_all()
 
-    def get_batch(self, n: int, timeout: float | None = None) -> list[Any]:
+    def get_batch(self, n: int, timeout: float | None = GET_BATCH_TIMEOUT) -> list[Any]:
         """``n`` samples drawn at random (with replacement) from the pool.
 
-        Waits until the pool holds ``min_samples`` samples. Raises :class:`SamplePoolError`
-        (caused by the original exception) as soon as a worker's ``sample_fn`` has raised,
-        RuntimeError when the pool is stopped and too empty to ever serve the batch, and
-        TimeoutError after ``timeout`` seconds of waiting.
+        Waits until the pool holds ``min_samples`` samples, at most ``timeout`` seconds
+        (:data:`GET_BATCH_TIMEOUT` by default; ``None`` waits without end). Raises
+        :class:`SamplePoolError` (caused by the original exception) as soon as a worker's
+        ``sample_fn`` has raised, RuntimeError when the pool is stopped and too empty to ever
+        serve the batch, and TimeoutError when the time is up.
         """
         if not (isinstance(n, int) and n >= 1):
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -221,6 +227,7 @@ class SamplePool:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(
                         f"the pool holds {count} < min_samples={self.min_samples} samples after "
-                        f"{timeout} s"
+                        f"{timeout} s (it has produced {self._produced}): sample_fn is hung or "
+                        "slower than that; pass a larger timeout (None waits without end)"
                     )
                 self._changed.wait(remaining)

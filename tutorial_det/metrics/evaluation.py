@@ -50,7 +50,11 @@ def mean_average_precision(
             ``"labels"`` ``[D]`` int64.
         targets: one dict per image: ``"boxes"`` ``[G, 4]`` xyxy, ``"labels"`` ``[G]`` int64,
             optionally ``"iscrowd"`` ``[G]`` (bool or 0/1): crowd regions, which absorb
-            detections without counting them (COCO's rule).
+            detections without counting them (COCO's rule); and ``"difficult"`` ``[G]`` (bool or
+            0/1): objects VOC marks as hard to recognise, ignored as the VOC devkit ignores them
+            (not counted among the objects to find; a detection matched to one is neither a
+            true nor a false positive). Labels are object classes, ``>= 1`` (0 is the
+            background, which is never detected nor annotated).
         iou_thresholds: the IoU thresholds AP is averaged over; default COCO's 0.5:0.05:0.95.
         max_detections: detections kept per image and class, best scores first (COCO's 100).
         class_metrics: also return per-class AP and AR.
@@ -74,7 +78,8 @@ def mean_average_precision(
           best ground truth is taken becomes a false positive instead of trying the next best).
 
     Raises:
-        ValueError / TypeError: malformed input, naming the image index and the key.
+        ValueError / TypeError: malformed input (a wrong shape, a non-finite value, a label
+            below 1), naming the image index and the key.
     """
     thresholds = _iou_thresholds(iou_thresholds)
     if (
@@ -90,7 +95,7 @@ def mean_average_precision(
 
     # Area ranges: ground truths outside one (and crowds) are ignored in it, and so are
     # detections outside it that match nothing. [A, G] and [A, D].
-    gt_ignore = _outside(gts["boxes"]) | gts["crowd"]
+    gt_ignore = _outside(gts["boxes"]) | gts["crowd"] | gts["difficult"]
     det_outside = _outside(dets["boxes"])
     # Match at every threshold, and at 0.5 for VOC: tp, fp [A, T', D].
     voc_index, match_thresholds = _index_of(thresholds, 0.5), thresholds
@@ -215,15 +220,19 @@ def _index_of(values: Tensor, value: float) -> int:
     return int(hits.nonzero()[0]) if bool(hits.any()) else -1
 
 
+#: Optional per-object flags of a target: None when missing.
+_FLAGS = ("iscrowd", "difficult")
+
+
 def _fields(item, where: str, keys: tuple[str, ...]) -> list[Tensor | None]:
     """One image's tensors under ``keys`` (``"boxes"`` first), shapes checked, on the CPU; None
-    for a missing ``"iscrowd"``. Only Python attribute checks: this runs once per image."""
+    for a missing flag (``_FLAGS``). Only Python attribute checks: this runs once per image."""
     if not isinstance(item, Mapping):
         raise TypeError(f"{where} must be a dict, got {type(item).__name__}")
     out: list[Tensor | None] = []
     for key in keys:
         if key not in item:
-            if key == "iscrowd":
+            if key in _FLAGS:
                 out.append(None)
                 continue
             raise ValueError(f"{where} has no key {key!r} (it has {sorted(item)})")
@@ -268,7 +277,7 @@ def flatten_preds_targets(preds, targets) -> tuple[dict[str, Tensor], dict[str, 
         _fields(p, f"preds[{i}]", ("boxes", "scores", "labels")) for i, p in enumerate(preds)
     ]
     gt_fields = [
-        _fields(t, f"targets[{i}]", ("boxes", "labels", "iscrowd")) for i, t in enumerate(targets)
+        _fields(t, f"targets[{i}]", ("boxes", "labels", *_FLAGS)) for i, t in enumerate(targets)
     ]
     images = torch.arange(len(preds))
     det_counts = torch.tensor([f[0].shape[0] for f in det_fields], dtype=torch.int64)
@@ -283,16 +292,19 @@ def flatten_preds_targets(preds, targets) -> tuple[dict[str, Tensor], dict[str, 
         "boxes": _cat([f[0] for f in gt_fields], (0, 4), torch.float64),
         "labels": _cat([f[1] for f in gt_fields], (0,), torch.int64),
         "crowd": torch.zeros(int(gt_counts.sum()), dtype=torch.bool),
+        "difficult": torch.zeros(int(gt_counts.sum()), dtype=torch.bool),
         "image": images.repeat_interleave(gt_counts),
     }
     starts = (gt_counts.cumsum(0) - gt_counts).tolist()
-    for i, (_, _, crowd) in enumerate(gt_fields):
-        if crowd is not None:
-            if not bool(((crowd == 0) | (crowd == 1)).all()):
+    for i, fields in enumerate(gt_fields):
+        for name, key, flag in zip(("crowd", "difficult"), _FLAGS, fields[2:], strict=True):
+            if flag is None:
+                continue
+            if not bool(((flag == 0) | (flag == 1)).all()):
                 raise ValueError(
-                    f"targets[{i}]['iscrowd'] must hold 0/1 or bools, got {crowd.tolist()}"
+                    f"targets[{i}][{key!r}] must hold 0/1 or bools, got {flag.tolist()}"
                 )
-            gts["crowd"][starts[i] : starts[i] + len(crowd)] = crowd.bool()
+            gts[name][starts[i] : starts[i] + len(flag)] = flag.bool()
 
     # Value checks once over all images; only an offending image is looked at again.
     bad = ~torch.isfinite(dets["scores"])
@@ -302,6 +314,14 @@ def flatten_preds_targets(preds, targets) -> tuple[dict[str, Tensor], dict[str, 
             f"preds[{int(dets['image'][j])}]['scores'] holds {dets['scores'][j].item()}, which is not finite"
         )
     for name, flat, fields in (("preds", dets, det_fields), ("targets", gts, gt_fields)):
+        bad = flat["labels"] < 1
+        if bool(bad.any()):
+            j = int(bad.nonzero()[0])
+            label = int(flat["labels"][j])
+            raise ValueError(
+                f"{name}[{int(flat['image'][j])}]['labels'] holds {label}: labels number the "
+                f"object classes from 1{' (0 is the background)' if label == 0 else ''}"
+            )
         boxes = flat["boxes"]
         bad = (
             ~torch.isfinite(boxes).all(1)

@@ -9,7 +9,9 @@ tensors for the same reason.
 
 Writing is atomic: the bytes go to a temporary file in the same folder, are flushed to disk
 (``fsync``), and only then replace the old checkpoint with ``os.replace``, which is atomic on POSIX
-and Windows. A crash (or a full disk) in the middle of a save leaves the previous checkpoint intact.
+and Windows. A crash (or a full disk) in the middle of a save leaves the previous checkpoint intact;
+a process killed mid-write leaves its temporary file (``.last.pt.<random>.tmp``) behind, which
+:func:`remove_temporary_files` deletes when the next run starts.
 """
 
 from __future__ import annotations
@@ -78,6 +80,27 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def temporary_files(folder: str | os.PathLike, name: str) -> list[Path]:
+    """The temporary files that atomic writes of ``folder/name`` left behind, sorted: those of
+    :func:`save_checkpoint` (``.name.<random>.tmp``) and of a plain ``.name.tmp``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f".{name}.*tmp") if p.is_file())
+
+
+def remove_temporary_files(folder: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
+    """Delete the temporary files that interrupted atomic writes of ``folder/<name>`` (for each of
+    ``names``) left behind; returns the deleted paths. Call it when a run starts, before anything
+    writes there: a write in progress has a temporary file too."""
+    removed = []
+    for name in names:
+        for path in temporary_files(folder, name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def _fsync_folder(folder: Path) -> None:
     """Make the rename itself durable (POSIX; Windows cannot open a folder for fsync)."""
     if os.name != "posix":
@@ -97,18 +120,38 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         ValueError: the file is not a readable checkpoint (truncated, or holds code objects).
     """
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"cannot read checkpoint {path} ({first_line}): it is truncated, not written by "
+            "torch.save, or holds Python objects that weights-only loading refuses"
+        ) from err
 
 
-def rng_state() -> dict[str, Any]:
-    """The states of Python's, NumPy's and torch's global generators (CPU, CUDA, MPS), as tensors."""
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+def capture_rng() -> tuple:
+    """The states of Python's, NumPy's and torch's global generators (CPU, CUDA, MPS) as they are
+    now, taken cheaply (no conversion): :func:`rng_state` turns them into a checkpoint's entry
+    later. ``fit`` captures them after every step, so that a checkpoint written when training
+    stops on an exception holds the states at the end of the last completed step."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    mps = None
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        mps = torch.mps.get_rng_state()
+    return random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda, mps
+
+
+def rng_state(captured: tuple | None = None) -> dict[str, Any]:
+    """The states of Python's, NumPy's and torch's global generators (CPU, CUDA, MPS), as tensors:
+    those :func:`capture_rng` returned, or by default the current ones."""
+    python, numpy, cpu, cuda, mps = captured or capture_rng()
+    version, internal, gauss = python
+    name, keys, pos, has_gauss, cached = numpy
     state: dict[str, Any] = {
         "python": {
             "version": version,
@@ -122,12 +165,12 @@ def rng_state() -> dict[str, Any]:
             "has_gauss": int(has_gauss),
             "cached_gaussian": float(cached),
         },
-        "torch": torch.get_rng_state(),
+        "torch": cpu,
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        state["mps"] = torch.mps.get_rng_state()
+    if cuda is not None:
+        state["cuda"] = cuda
+    if mps is not None:
+        state["mps"] = mps
     return state
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -28,6 +29,24 @@ import torch.distributed as dist
 from tutorial_det.runtime import pick_device
 
 _TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+#: How long a process waits for the others in a collective (a gradient all-reduce, a barrier)
+#: before it fails, in seconds; torch's own default is 30 minutes. A hung or crashed process then
+#: stops the others within this time. Set ``TUTORIAL_DET_DIST_TIMEOUT`` to change it (an
+#: evaluation on rank 0 that takes longer needs more).
+PROCESS_GROUP_TIMEOUT = 300.0
+
+
+def process_group_timeout() -> timedelta:
+    """``TUTORIAL_DET_DIST_TIMEOUT`` seconds (default :data:`PROCESS_GROUP_TIMEOUT`)."""
+    text = os.environ.get("TUTORIAL_DET_DIST_TIMEOUT", str(PROCESS_GROUP_TIMEOUT))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"TUTORIAL_DET_DIST_TIMEOUT={text!r} must be a positive number of seconds")
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -55,7 +74,8 @@ def setup(device: str | torch.device | None = None) -> tuple[DistContext, torch.
 
     Three cases: a process group already exists (used as it is); ``WORLD_SIZE`` > 1 is set (a
     torchrun launch: the group is created here, NCCL for CUDA, Gloo otherwise); neither (a single
-    process). Under torchrun a CUDA device without an index becomes ``cuda:LOCAL_RANK``.
+    process). Under torchrun a CUDA device without an index becomes ``cuda:LOCAL_RANK``. The
+    group's collectives time out after :func:`process_group_timeout`.
 
     Raises:
         ValueError: torchrun's variables are incomplete, or the device cannot be shared out
@@ -89,7 +109,9 @@ def setup(device: str | torch.device | None = None) -> tuple[DistContext, torch.
         torch.cuda.set_device(device)
     if initialised_here:
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        dist.init_process_group(
+            backend=backend, rank=rank, world_size=world_size, timeout=process_group_timeout()
+        )
     return DistContext(rank, local_rank, world_size, initialised_here), device
 
 

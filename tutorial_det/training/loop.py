@@ -14,6 +14,10 @@ One optimizer step of ``fit``, in order:
 4. backward pass (through the GradScaler for float16);
 5. clip the gradient norm (optional), optimizer step, scheduler step (when stepping per step);
 6. record the step in the :class:`History`, log, evaluate and checkpoint when due.
+
+When training stops on an exception (a corrupt image, a NaN loss, Ctrl-C), the steps trained
+since the last checkpoint are saved first (one process only), and a note on the exception says
+which step the checkpoint holds.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ from tutorial_det.training.batches import (
 )
 from tutorial_det.training.checkpoint import (
     CHECKPOINT_FORMAT,
+    capture_rng,
     load_checkpoint,
+    remove_temporary_files,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -159,6 +165,8 @@ class _Trainer:
         self.last_save_step = -1
         self.last_log = (0, 0.0)  # (step, wall time) of the last log line
         self.bar = None
+        self.updating = False  # between the optimizer step and the step's bookkeeping
+        self.rng_after_step: tuple | None = None  # the generators' states after the last step
 
     # -------------------------------------------------------------- the loop
     def run(self, source: BatchSource, resumed_from: Path | None) -> None:
@@ -189,8 +197,33 @@ class _Trainer:
             self._epochs(source)
             self.evaluate()
             self.save()
+        except BaseException as error:
+            self.save_after(error)
+            raise
         finally:
             self.bar.close()
+
+    def save_after(self, error: BaseException) -> None:
+        """Training stopped on ``error``: checkpoint the steps trained since the last save, and
+        note on ``error`` which step the checkpoint holds."""
+        folder = self.settings.checkpoint_dir
+        if folder is None or self.step == 0:
+            return
+        if self.ctx.enabled:
+            error.add_note(
+                f"no checkpoint written at step {self.step}: under torch.distributed the other "
+                "processes cannot take part in a save"
+            )
+            return
+        if self.updating:  # the weights have moved but the step is not counted: not resumable
+            return
+        if self.last_save_step != self.step:
+            try:
+                self.save(self.rng_after_step)
+            except Exception as save_error:
+                error.add_note(f"writing the checkpoint of step {self.step} failed: {save_error}")
+                return
+        error.add_note(f"{folder / CHECKPOINT_NAME} holds step {self.step}, the last one completed")
 
     def _epochs(self, source: BatchSource) -> None:
         s = self.settings
@@ -275,6 +308,7 @@ class _Trainer:
                     {"grad_norm": grad_norm},
                 )
         lr = float(self.optimizer.param_groups[0]["lr"])
+        self.updating = True
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.scheduler is not None and self.settings.scheduler_interval == "step":
@@ -283,6 +317,8 @@ class _Trainer:
         self.history.record_step(
             step, self.epoch, terms, lr, self.wall_time(), data_time, grad_norm
         )
+        self.updating = False
+        self.rng_after_step = capture_rng()  # cheap; a failure later saves these states
         self._log_step()
 
     def _check_losses(self, losses, step: int) -> tuple[list[str], torch.Tensor]:
@@ -397,11 +433,13 @@ class _Trainer:
             "history": self.history.state_dict(),
         }
 
-    def save(self) -> None:
+    def save(self, captured: tuple | None = None) -> None:
+        """Write the checkpoint (rank 0) with the generators' states, those ``captured`` by
+        :func:`capture_rng` or the current ones."""
         folder = self.settings.checkpoint_dir
         if folder is None or self.last_save_step == self.step:
             return
-        rng = distributed.gather_objects(rng_state(), self.ctx)  # every process takes part
+        rng = distributed.gather_objects(rng_state(captured), self.ctx)  # every process takes part
         if self.ctx.is_main:
             path = save_checkpoint(self.state(rng), folder / CHECKPOINT_NAME)
             self.say(f"step {self.step}: checkpoint written to {path}")
@@ -512,8 +550,9 @@ def fit(
             ``"fp16"``: on (CUDA only; a ValueError elsewhere).
         grad_clip_norm: clip the total gradient norm to this value (the norm before clipping goes
             into ``history.grad_norm``).
-        checkpoint_dir: folder for ``last.pt``, written atomically every ``checkpoint_every`` steps
-            and at the end (rank 0 only).
+        checkpoint_dir: folder for ``last.pt``, written atomically every ``checkpoint_every`` steps,
+            at the end, and when training stops on an exception (rank 0 only; temporary files
+            that a killed run left there are removed first).
         resume: ``True``: continue from ``checkpoint_dir/last.pt`` if it exists (else start
             afresh); a path: continue from that file. Model, optimizer, scheduler, GradScaler, the
             step, the epoch and the position in it, every random generator and the data order are
@@ -611,6 +650,9 @@ def fit(
         )
         model.to(device)
         trainer = _Trainer(model, optimizer, scheduler, device, amp_mode, ctx, settings)
+        if ctx.is_main and settings.checkpoint_dir is not None:
+            for path in remove_temporary_files(settings.checkpoint_dir, (CHECKPOINT_NAME,)):
+                trainer.say(f"removed {path}, left behind by an interrupted checkpoint write")
         resume_path = _resume_path(resume, checkpoint_dir, ctx)
         if resume_path is None:
             seed_everything(seed + ctx.rank)
