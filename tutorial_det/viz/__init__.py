@@ -10,7 +10,13 @@ from tutorial_det.viz.anchors import (
     draw_labelled_anchors,
     draw_overlap,
 )
-from tutorial_det.viz.core import class_colour, draw_boxes, show_image, to_display_image
+from tutorial_det.viz.core import (
+    class_colour,
+    draw_boxes,
+    draw_legend,
+    show_image,
+    to_display_image,
+)
 from tutorial_det.viz.features import draw_receptive_field, show_feature_maps
 from tutorial_det.viz.training import plot_history, smooth_curve
 
@@ -22,6 +28,7 @@ __all__ = [
     "draw_cell",
     "draw_cell_grid",
     "draw_labelled_anchors",
+    "draw_legend",
     "draw_overlap",
     "draw_receptive_field",
     "plot_history",

@@ -1,17 +1,22 @@
-"""Images and boxes on matplotlib axes, with one colour per class everywhere."""
+"""Images and boxes on matplotlib axes, with one colour per class everywhere, captions that stay
+readable (:mod:`tutorial_det.viz.captions`) and legends for colours that carry meaning."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.legend import Legend
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
 
 from tutorial_det.boxes import check_boxes
+from tutorial_det.viz.captions import add_caption
 
 _PALETTE = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
 
@@ -84,6 +89,9 @@ def draw_boxes(
 ) -> list[Rectangle]:
     """Draw ``[N, 4]`` xyxy pixel boxes on ``ax``, captioned with class name and score.
 
+    Captions are placed when the figure is drawn: next to a corner of their box, inside the axes
+    and clear of each other (:mod:`tutorial_det.viz.captions`).
+
     Args:
         ax: the axes (usually after :func:`show_image`).
         boxes: ``[N, 4]`` xyxy in the image's pixel coordinates.
@@ -123,18 +131,35 @@ def draw_boxes(
             labels[i] if labels else None, scores[i] if scores else None, class_names
         )
         if caption:
-            # Above the box, unless that would leave the image: then just inside its top edge.
-            ax.text(
-                x1,
-                y1,
-                caption,
-                fontsize=8,
-                color="white",
-                va="bottom" if y1 >= 12 else "top",
-                bbox={"facecolor": c, "alpha": 0.8, "pad": 1, "edgecolor": "none"},
-                clip_on=True,
-            )
+            add_caption(ax, (x1, y1, x2, y2), caption, c)
     return patches
+
+
+def draw_legend(
+    ax: Axes,
+    entries: Sequence[tuple[str, Any] | tuple[str, Any, dict]],
+    loc: str = "lower right",
+    fontsize: float = 8,
+    **legend_options,
+) -> Legend:
+    """A legend for a figure whose colours (or line styles) carry meaning.
+
+    Args:
+        entries: ``(name, colour)`` or ``(name, colour, style)`` per entry, in order; ``style``
+            holds ``Line2D`` options such as ``{"linestyle": "--", "linewidth": 3}``.
+        loc, fontsize, legend_options: passed on to ``ax.legend`` (a white, slightly
+            transparent frame by default).
+
+    Example: the nine anchors of a cell, one colour per aspect ratio::
+
+        draw_legend(ax, [(f"ratio {r:g}", class_colour(i)) for i, r in enumerate(ratios)])
+    """
+    handles = [
+        Line2D([], [], color=entry[1], label=entry[0], **(entry[2] if len(entry) > 2 else {}))
+        for entry in entries
+    ]
+    legend_options.setdefault("framealpha", 0.8)
+    return ax.legend(handles=handles, loc=loc, fontsize=fontsize, **legend_options)
 
 
 def _caption(label, score, class_names) -> str:
