@@ -226,7 +226,7 @@ def test_priors_explorer_starts_on_the_finest_map(explorer):
     torch.testing.assert_close(sides[0], torch.tensor([16.0, 16.0]))
     torch.testing.assert_close(sides[1], torch.full((2,), math.sqrt(0.125 * 0.25) * 128))
     assert view.matched.tolist() == [-1] * 4 and view.matched_gt == []
-    assert "16 x 16 cells" in explorer.summary.value and "matched: none" in explorer.summary.value
+    assert "16 x 16 cells" in explorer.sentence and "matched: none" in explorer.sentence
 
 
 def test_priors_explorer_cell_matches_the_big_object(explorer):
@@ -241,7 +241,12 @@ def test_priors_explorer_cell_matches_the_big_object(explorer):
     side, inter = 0.44 * 128, 55.16**2
     assert view.iou[0, 0].item() == pytest.approx(inter / (side**2 + 61**2 - inter), rel=1e-5)
     assert view.matched[0].item() == 0 and view.matched_gt == [0]
-    assert "ground truths matched: 0" in explorer.summary.value
+    assert "Best IoU with a ground truth: 0.79, prior 0 with gt 0 (circle)." in explorer.sentence
+    assert explorer.sentence.endswith("IoU >= 0.5: 4 of 4; ground truths matched: gt 0 (circle).")
+    assert "IoU &gt;= 0.5" in explorer.summary.value  # the same sentence, as HTML
+    assert [t.get_text() for t in explorer.ax.texts] == [
+        "gt 0 (circle)", "gt 1 (circle)", "gt 2 (tri)"
+    ]  # fmt: skip
     # The matched ground truth is drawn shaded: one filled patch besides the yellow cell.
     filled = [p for p in explorer.ax.patches if p.get_fill()]
     assert len(filled) == 2
@@ -275,4 +280,4 @@ def test_priors_explorer_ratios_and_scale(explorer):
     explorer.ratios.value = ""
     assert explorer.view.priors_per_cell == 2
     explorer.ratios.value = "1, 2"
-    assert explorer.view is None and "leave out 1" in explorer.summary.value
+    assert explorer.view is None and "leave out 1" in explorer.sentence

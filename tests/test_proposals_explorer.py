@@ -71,7 +71,7 @@ def test_counts_and_boxes_match_the_proposal_layer(explorer, pre, thresh, post):
     assert view.pre_nms == min(pre, view.candidates)
     torch.testing.assert_close(view.boxes, boxes)
     torch.testing.assert_close(view.scores, scores)
-    assert f"; {view.kept} proposals kept" in explorer.summary.value
+    assert f"; {view.kept} proposals kept" in explorer.sentence
 
 
 def test_threshold_one_suppresses_nothing(explorer):
@@ -81,12 +81,24 @@ def test_threshold_one_suppresses_nothing(explorer):
     assert explorer.view.after_nms < 500
 
 
-def test_post_slider_follows_the_pre_slider(explorer):
+def test_post_slider_follows_the_pre_slider_down_and_back(explorer):
+    assert (explorer.post_nms_top_n.value, explorer.post_nms_top_n.max) == (100, 500)
     explorer.pre_nms_top_n.value = 40
     assert explorer.post_nms_top_n.max == 40 and explorer.post_nms_top_n.value == 40
     assert explorer.view.kept <= 40
+    explorer.pre_nms_top_n.value = 1
+    assert (explorer.post_nms_top_n.value, explorer.view.kept) == (1, 1)
+    # back up: the value last chosen for top-N after NMS returns, not the 1 it was dragged to
     explorer.pre_nms_top_n.value = 600
-    assert explorer.post_nms_top_n.max == 600 and explorer.post_nms_top_n.value == 40
+    assert explorer.post_nms_top_n.max == 600 and explorer.post_nms_top_n.value == 100
+    assert "(top 100)" in explorer.sentence
+    explorer.post_nms_top_n.value = 300  # a new choice, remembered in turn
+    explorer.pre_nms_top_n.value = 200
+    assert explorer.post_nms_top_n.value == 200
+    explorer.pre_nms_top_n.value = 250
+    assert explorer.post_nms_top_n.value == 250
+    explorer.pre_nms_top_n.value = 700
+    assert explorer.post_nms_top_n.value == 300
 
 
 def test_drawing_shows_the_kept_proposals_and_the_ground_truth(explorer):
@@ -110,7 +122,7 @@ def test_max_drawn_caps_the_drawing_not_the_counts():
 def test_nothing_left_is_reported_not_raised():
     anchors = torch.tensor([[0.0, 0, 8, 8]])
     explorer = ProposalsExplorer(IMAGE, anchors, torch.zeros(1, 2), torch.zeros(1, 4), min_size=16)
-    assert explorer.view is None and "Nothing to show" in explorer.summary.value
+    assert explorer.view is None and "Nothing to show" in explorer.sentence
 
 
 def test_from_model_uses_the_model_rpn():

@@ -56,7 +56,7 @@ def test_anchor_explorer_800_by_800_stride_16(anchor_explorer):
     assert (view.total, view.inside) == (22500, 8940)
     assert view.feature_size == (50, 50) and view.anchors_per_cell == 9
     assert view.cell == (25, 25)
-    assert anchor_explorer.summary.value.startswith(
+    assert anchor_explorer.sentence.startswith(
         "22500 anchors (50 x 50 cells x 9 per cell), 8940 inside the image. "
         "Cell (row 25, column 25) is centred at (408, 408): 9 of its 9 anchors lie inside."
     )
@@ -79,7 +79,7 @@ def test_anchor_explorer_stride_moves_the_grid_and_keeps_the_point(anchor_explor
         25 * 25 * 9,
         inside_count(800, 800, 32, (0.5, 1, 2), (8, 16, 32)),
     )
-    assert anchor_explorer.summary.value.startswith(
+    assert anchor_explorer.sentence.startswith(
         f"5625 anchors (25 x 25 cells x 9 per cell), {view.inside} inside"
     )
     # the cell centred at (408, 408) lies in cell (12, 12) of the stride-32 grid
@@ -102,13 +102,13 @@ def test_anchor_explorer_ratios_scales_and_corner_cell(anchor_explorer):
     assert view is not anchor_explorer.view and anchor_explorer.view.cell == (0, 0)
     assert anchor_explorer.view.cell_inside.tolist() == [False, False]
     assert [p.get_linestyle() for p in anchor_explorer.ax.patches[1:]] == ["--", "--"]
-    assert "0 of its 2 anchors lie inside" in anchor_explorer.summary.value
+    assert "0 of its 2 anchors lie inside" in anchor_explorer.sentence
 
 
 def test_anchor_explorer_reports_bad_text_and_recovers(anchor_explorer):
     anchor_explorer.scales.value = "8, big"
     assert anchor_explorer.view is None
-    assert anchor_explorer.summary.value == "Nothing to show: scales: 'big' is not a number"
+    assert anchor_explorer.sentence == "Nothing to show: scales: 'big' is not a number"
     assert not anchor_explorer.ax.patches
     anchor_explorer.scales.value = "8"
     assert anchor_explorer.view.anchors_per_cell == 3
@@ -134,7 +134,7 @@ def test_iou_explorer_default_boxes():
     assert view.box_a.tolist() == [20, 20, 120, 120] and view.box_b.tolist() == [70, 70, 170, 170]
     assert (view.intersection, view.union) == (2500, 17500)
     assert view.iou == pytest.approx(1 / 7)
-    assert explorer.summary.value == (
+    assert explorer.sentence == (
         "IoU = 2500 / 17500 = 0.143. Intersection 50 x 50 = 2500; "
         "union 10000 + 10000 - 2500 = 17500."
     )
@@ -146,7 +146,7 @@ def test_iou_explorer_moving_box_b():
     explorer = IoUExplorer()
     explorer.b_left.value = 120  # B now touches A's right edge: no overlap
     assert explorer.view.iou == 0 and explorer.view.intersection == 0
-    assert "IoU = 0 / 20000 = 0.000" in explorer.summary.value
+    assert "IoU = 0 / 20000 = 0.000" in explorer.sentence
     assert len(explorer.ax.patches) == 2 + 0 + 2  # both boxes whole, no intersection
     png = explorer.picture.value
     with explorer.hold():
@@ -156,7 +156,7 @@ def test_iou_explorer_moving_box_b():
     assert explorer.view.iou == 1 and len(explorer.ax.patches) == 0 + 1 + 2
     explorer.b_width.value = 50  # B is the left half of A
     assert explorer.view.iou == pytest.approx(0.5)
-    assert "IoU = 5000 / 10000 = 0.500" in explorer.summary.value
+    assert "IoU = 5000 / 10000 = 0.500" in explorer.sentence
 
 
 def test_iou_explorer_agrees_with_torchvision():
@@ -168,6 +168,24 @@ def test_iou_explorer_agrees_with_torchvision():
                 slider.value = int(torch.randint(slider.min, slider.max + 1, (1,), generator=g))
         want = torchvision.ops.box_iou(explorer.view.box_a[None], explorer.view.box_b[None])
         assert explorer.view.iou == pytest.approx(float(want), abs=1e-12)
+
+
+def test_iou_explorer_shows_zero_area_boxes():
+    """Lesson 00's edge case: widths and heights go down to 0; two empty boxes have IoU 0."""
+    explorer = IoUExplorer(box_a=(50, 50, 50, 50), box_b=(50, 50, 50, 50))
+    assert explorer.a_width.min == 0 and explorer.view.union == 0 and explorer.view.iou == 0
+    assert explorer.sentence.startswith(
+        "IoU = 0: both boxes have zero area, so 0 / 0 would be NaN; box_iou defines the IoU of "
+        "an empty union as 0. Intersection 0 x 0 = 0; union 0 + 0 - 0 = 0."
+    )
+    assert len(explorer.ax.lines) == 2  # each point drawn, as no outline shows it
+    explorer.b_height.value = 40  # B is now a vertical line: still zero area
+    assert explorer.view.union == 0 and len(explorer.ax.lines) == 2
+    explorer.a_width.value = 10  # A a horizontal line, B a vertical one: the union is still 0
+    assert explorer.view.union == 0 and explorer.sentence.startswith("IoU = 0: both boxes")
+    explorer.a_height.value = 10  # A has an area now: IoU is 0 / 100, a number again
+    assert explorer.sentence.startswith("IoU = 0 / 100 = 0.000.")
+    assert len(explorer.ax.lines) == 1  # only B, the line, needs drawing as one
 
 
 def test_iou_explorer_rejects_bad_boxes():
@@ -198,7 +216,7 @@ def test_labelling_explorer_seed_example(labelling, inside_800):
     view = labelling.view
     assert view.counts == (18, 7690, 1232)
     assert view.sampled_counts == (18, 238, 8940 - 256)
-    assert labelling.summary.value == (
+    assert labelling.sentence == (
         "8940 of 22500 anchors lie inside the image (the other 13560 are ignored). "
         "Labelled: 18 positive, 7690 negative, 1232 ignored. "
         "Sampled (batch 256): 18 positive, 238 negative, 8684 ignored."
@@ -214,9 +232,7 @@ def test_labelling_explorer_seed_example(labelling, inside_800):
 def test_labelling_explorer_without_sampling_and_what_is_drawn(labelling):
     labelling.sample.value = False
     assert labelling.view.sampled is None and labelling.view.sampled_counts is None
-    assert labelling.summary.value.endswith(
-        "No sampling: every labelled anchor counts in the loss."
-    )
+    assert labelling.sentence.endswith("No sampling: every labelled anchor counts in the loss.")
     assert drawn_counts(labelling) == {0: 7690, 1: 18}
     labelling.show_ignored.value = True
     labelling.show_negative.value = False
@@ -233,12 +249,14 @@ def test_labelling_explorer_thresholds(labelling, inside_800):
     assert labelling.view.counts[1] == int((best < 0.1).sum())
     labelling.neg_thresh.value = 0.8  # above the positive threshold
     assert labelling.view is None
-    assert labelling.summary.value.startswith(
-        "Nothing to show: the negative threshold (0.8) is above"
-    )
+    assert labelling.sentence.startswith("Nothing to show: the negative threshold (0.8) is above")
     assert not labelling.ax.collections
     labelling.neg_thresh.value = 0.3
     assert labelling.view.counts == (18, 7690, 1232)
+
+
+def test_labelling_explorer_names_the_ground_truths_from_0_as_lesson_03(labelling):
+    assert [t.get_text() for t in labelling.ax.texts] == ["gt 0", "gt 1"]
 
 
 def test_labelling_explorer_batch_size_per_image_fraction_and_seed(labelling):
@@ -260,8 +278,8 @@ def test_labelling_explorer_on_a_photo_sized_image():
     )
     anchors = grid_anchors(anchor_base(), (25, 37), 16)
     inside = anchors[inside_anchors(anchors, (400, 600))]
-    assert explorer.summary.value.startswith(f"{len(inside)} of {len(anchors)} anchors")
+    assert explorer.sentence.startswith(f"{len(inside)} of {len(anchors)} anchors")
     assert explorer.view.counts == label_counts(label_anchors(inside, gt)[0])
-    assert [t.get_text() for t in explorer.ax.texts] == ["cup", "saucer"]
+    assert [t.get_text() for t in explorer.ax.texts] == ["gt 0 (cup)", "gt 1 (saucer)"]
     with pytest.raises(ValueError, match="gt_labels has 1 entries for 2 boxes"):
         LabellingExplorer(torch.zeros(3, 400, 600), gt, gt_labels=[1])

@@ -299,10 +299,10 @@ explorer
 
 # %%
 stride32 = AnchorExplorer(photo800, stride=32)
-print(stride32.summary.value)
+print(stride32.sentence)
 with stride32.hold():  # change two controls, redraw once
     stride32.scales.value = "4, 8, 16"
-print(stride32.summary.value)
+print(stride32.sentence)
 
 # %% [markdown]
 # At stride 32 the grid has 25 x 25 cells: 5625 anchors. With scales 8, 16, 32 they are 256, 512

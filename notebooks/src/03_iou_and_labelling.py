@@ -353,7 +353,7 @@ iou_explorer
 slide = IoUExplorer(box_a=(50, 50, 150, 150), box_b=(50, 50, 150, 150))
 for d in (17, 18):
     slide.b_left.value = 50 + d
-    print(f"slid by {d}: {slide.summary.value}")
+    print(f"slid by {d}: {slide.sentence}")
 
 # %% [markdown]
 # Slid by 17 pixels: intersection 83 x 100 = 8300, union 11700, IoU 0.709, still positive. By 18:

@@ -255,7 +255,7 @@ with finest.hold():  # change several controls, redraw once
     finest.level.value = 0
     finest.row.value = 9
     finest.column.value = 1
-print(finest.summary.value)
+print(finest.sentence)
 
 # %% [markdown]
 # The cell (9, 1) of the stride-8 map is centred on (12, 76); its 16-pixel square covers the

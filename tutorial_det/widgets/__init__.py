@@ -10,7 +10,7 @@
   ground truths they match.
 
 Display one by leaving it as the last expression of a cell. Each keeps its numbers in
-``explorer.view`` and its sentence in ``explorer.summary.value``, so code can drive it by setting
+``explorer.view`` and its sentence in ``explorer.sentence``, so code can drive it by setting
 ``.value`` on its controls.
 """
 

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 import ipywidgets as widgets
 import torch
 from matplotlib.axes import Axes
-from matplotlib.lines import Line2D
 
 from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
 from tutorial_det.viz.anchors import draw_anchors
-from tutorial_det.viz.core import class_colour, to_display_image
+from tutorial_det.viz.core import class_colour, draw_legend, to_display_image
 from tutorial_det.widgets.base import (
     Explorer,
     cell_sliders,
@@ -145,10 +144,6 @@ class AnchorExplorer(Explorer):
         colours = [class_colour(i // n_scales) for i in range(view.anchors_per_cell)]
         draw_anchors(ax, view.cell_anchors, self.image_size, colours=colours)
         frame(ax, view.cell_anchors, self.image_size)
-        handles = [
-            Line2D([], [], color=class_colour(i), label=f"ratio {r:g}")
-            for i, r in enumerate(view.ratios)
-        ]
-        handles.append(Line2D([], [], color="black", linestyle="--", label="crosses the border"))
-        ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.8)
+        entries = [(f"ratio {r:g}", class_colour(i)) for i, r in enumerate(view.ratios)]
+        draw_legend(ax, [*entries, ("crosses the border", "black", {"linestyle": "--"})])
         ax.set_title(f"stride {view.stride}: the anchors of cell {view.cell}", fontsize=10)

@@ -10,7 +10,7 @@ An explorer subclass provides three small methods:
 Changing any control recomputes, rewrites the sentence and redraws. The figure is a plain
 ``matplotlib.figure.Figure`` (no pyplot state, no interactive backend) rendered to PNG bytes in an
 ``ipywidgets.Image``, which JupyterLab shows without any extension; tests set ``.value`` on the
-controls and read :attr:`Explorer.view`, :attr:`Explorer.summary` and the artists on
+controls and read :attr:`Explorer.view`, :attr:`Explorer.sentence` and the artists on
 :attr:`Explorer.ax`, with no kernel or browser.
 """
 
@@ -30,8 +30,10 @@ from matplotlib.figure import Figure
 
 from tutorial_det.boxes import check_boxes
 from tutorial_det.viz.anchors import draw_cell, draw_cell_grid
-from tutorial_det.viz.core import show_image
+from tutorial_det.viz.core import draw_boxes, show_image
 
+#: Ground-truth boxes are blue in every explorer, apart from the label and prior colours.
+GT_COLOUR = "tab:blue"
 #: Wide enough for every control's description, so none is cut short.
 CONTROL_STYLE = {"description_width": "150px"}
 CONTROL_LAYOUT = {"width": "380px"}
@@ -107,24 +109,42 @@ def regrid_cell_sliders(
         set_slider(slider, min(int(centre // new_stride), cells - 1), cells - 1)
 
 
-def ground_truth(gt_boxes, gt_labels=None) -> tuple[torch.Tensor, list[int]]:
-    """Validated ground truth for an explorer: ``[G, 4]`` float xyxy boxes and ``G`` labels
-    (``1..G`` when ``gt_labels`` is None).
+def ground_truth(gt_boxes, gt_labels=None, class_names=None) -> tuple[torch.Tensor, list[str]]:
+    """Validated ground truth for an explorer: ``[G, 4]`` float xyxy boxes and their names.
+
+    Ground truths are numbered from 0, as the lessons number them: ``"gt 0"``, ``"gt 1"``, ...;
+    with ``gt_labels`` the class follows, ``"gt 0 (circle)"`` (a name from ``class_names``, a
+    list or dict as in :func:`tutorial_det.viz.draw_boxes`, else ``"class 3"``). The pictures
+    caption the boxes with these names and the sentences use them.
 
     Raises:
-        ValueError: the boxes are malformed, or the label count differs from the box count.
+        ValueError: the boxes are malformed, the label count differs from the box count, or
+            ``class_names`` has no name for a label.
     """
     boxes = check_boxes(
         torch.as_tensor(gt_boxes, dtype=torch.float32).as_subclass(torch.Tensor), "gt_boxes"
     )
-    labels = (
-        list(range(1, len(boxes) + 1))
-        if gt_labels is None
-        else [int(v) for v in torch.as_tensor(gt_labels).flatten()]
-    )
+    if gt_labels is None:
+        return boxes, [f"gt {i}" for i in range(len(boxes))]
+    labels = [int(v) for v in torch.as_tensor(gt_labels).flatten()]
     if len(labels) != len(boxes):
         raise ValueError(f"gt_labels has {len(labels)} entries for {len(boxes)} boxes")
-    return boxes, labels
+    names = []
+    for i, label in enumerate(labels):
+        try:
+            name = f"class {label}" if class_names is None else class_names[label]
+        except (IndexError, KeyError):
+            raise ValueError(f"class_names has no entry for label {label}") from None
+        names.append(f"gt {i} ({name})")
+    return boxes, names
+
+
+def draw_ground_truth(ax: Axes, boxes: torch.Tensor, names: Sequence[str], **style) -> list:
+    """Draw ground-truth ``boxes`` captioned with their ``names`` (from :func:`ground_truth`)
+    in the explorers' ground-truth blue; ``style`` as in :func:`tutorial_det.viz.draw_boxes`."""
+    return draw_boxes(
+        ax, boxes, labels=range(len(boxes)), class_names=list(names), colour=GT_COLOUR, **style
+    )
 
 
 def draw_cell_backdrop(
@@ -156,7 +176,8 @@ class Explorer:
 
     Attributes:
         controls: the ipywidgets controls, in display order.
-        summary: ``ipywidgets.HTML`` holding the sentence of numbers (plain text).
+        sentence: the sentence of numbers, plain text (what a lesson prints).
+        summary: ``ipywidgets.HTML`` showing :attr:`sentence` above the picture.
         picture: ``ipywidgets.Image`` with the PNG of :attr:`figure`.
         figure: the matplotlib figure, redrawn on every change.
         ax: the axes of the latest drawing.
@@ -173,6 +194,7 @@ class Explorer:
                 control.style.description_width = CONTROL_STYLE["description_width"]
             control.layout.width = CONTROL_LAYOUT["width"]
             control.observe(self._on_change, names="value")
+        self.sentence = ""
         self.summary = widgets.HTML(layout=widgets.Layout(width="100%"))
         self.picture = widgets.Image(format="png")
         self.figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
@@ -237,17 +259,18 @@ class Explorer:
             self.view = self.compute()
         except ValueError as error:
             self.view = None
-            self.summary.value = html.escape(f"Nothing to show: {error}", quote=False)
+            self.sentence = f"Nothing to show: {error}"
             self.ax.set_axis_off()
             self.ax.text(0.5, 0.5, str(error), ha="center", va="center", wrap=True)
         else:
-            self.summary.value = html.escape(self.describe(self.view), quote=False)
+            self.sentence = self.describe(self.view)
             self.draw(self.ax, self.view)
+        self.summary.value = html.escape(self.sentence, quote=False)
         buffer = io.BytesIO()
         self.figure.savefig(buffer, format="png")
         self.picture.value = buffer.getvalue()
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
         bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = f"{type(self).__name__}: {html.unescape(self.summary.value)}"
+        bundle["text/plain"] = f"{type(self).__name__}: {self.sentence}"
         return bundle

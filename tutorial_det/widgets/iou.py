@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 
 from tutorial_det.boxes import box_area, box_iou
 from tutorial_det.viz.anchors import draw_overlap
+from tutorial_det.viz.captions import add_caption
 from tutorial_det.widgets.base import Explorer
 
 
@@ -42,7 +43,8 @@ class IoUExplorer(Explorer):
 
     Controls (``IntSlider``): :attr:`a_left`, :attr:`a_top`, :attr:`a_width`, :attr:`a_height`
     and the same for box B (``b_left`` ...). A box may run past the canvas' right or bottom edge:
-    its IoU is still exact, only the drawing is cut.
+    its IoU is still exact, only the drawing is cut. Widths and heights go down to 0: a
+    zero-area box is drawn as a line or a point, and two of them have IoU 0 (lesson 00).
 
     Args:
         box_a, box_b: starting boxes, xyxy.
@@ -62,21 +64,17 @@ class IoUExplorer(Explorer):
         for name, box in (("A", box_a), ("B", box_b)):
             x1, y1, x2, y2 = (int(round(float(v))) for v in box)
             if (
-                not (0 <= x1 < x2 <= x1 + canvas and 0 <= y1 < y2 <= y1 + canvas)
+                not (0 <= x1 <= x2 <= x1 + canvas and 0 <= y1 <= y2 <= y1 + canvas)
                 or max(x1, y1) > canvas
             ):
                 raise ValueError(
-                    f"box_{name.lower()} = {tuple(box)} must be xyxy with 0 <= x1 < x2, "
-                    f"0 <= y1 < y2, corner and size within the {canvas}-pixel canvas"
+                    f"box_{name.lower()} = {tuple(box)} must be xyxy with 0 <= x1 <= x2, "
+                    f"0 <= y1 <= y2, corner and size within the {canvas}-pixel canvas"
                 )
-            for key, value, low in (
-                ("left", x1, 0),
-                ("top", y1, 0),
-                ("width", x2 - x1, 1),
-                ("height", y2 - y1, 1),
-            ):
+            for key, value in (("left", x1), ("top", y1), ("width", x2 - x1), ("height", y2 - y1)):
+                # a width or height of 0 is allowed: lesson 00's zero-area boxes
                 slider = widgets.IntSlider(
-                    value=value, min=low, max=self.canvas, description=f"{name} {key}"
+                    value=value, min=0, max=self.canvas, description=f"{name} {key}"
                 )
                 setattr(self, f"{name.lower()}_{key}", slider)
                 sliders.append(slider)
@@ -107,16 +105,24 @@ class IoUExplorer(Explorer):
 
     def describe(self, view: IoUView) -> str:
         w, h = view.intersection_size
-        return (
-            f"IoU = {view.intersection:g} / {view.union:g} = {view.iou:.3f}. "
+        parts = (
             f"Intersection {w:g} x {h:g} = {view.intersection:g}; "
             f"union {view.area_a:g} + {view.area_b:g} - {view.intersection:g} = {view.union:g}."
         )
+        if view.union == 0:
+            return (
+                "IoU = 0: both boxes have zero area, so 0 / 0 would be NaN; box_iou defines "
+                f"the IoU of an empty union as 0. {parts}"
+            )
+        return f"IoU = {view.intersection:g} / {view.union:g} = {view.iou:.3f}. {parts}"
 
     def draw(self, ax: Axes, view: IoUView) -> None:
         draw_overlap(ax, view.box_a, view.box_b)
         for name, box, colour in (("A", view.box_a, "tab:blue"), ("B", view.box_b, "tab:orange")):
-            ax.text(float(box[0]) + 2, float(box[1]) + 2, name, color=colour, va="top", fontsize=12)
+            x1, y1, x2, y2 = box.tolist()
+            if x1 == x2 or y1 == y2:  # a zero-area box has no outline: draw the line or point
+                ax.plot([x1, x2], [y1, y2], color=colour, linewidth=2.5, marker="o")
+            add_caption(ax, (x1, y1, x2, y2), name, colour, fontsize=11)
         ax.set_xlim(0, self.canvas)
         ax.set_ylim(self.canvas, 0)  # y grows downwards, as in an image
         ax.set_aspect("equal")

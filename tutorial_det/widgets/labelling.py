@@ -13,11 +13,8 @@ from matplotlib.axes import Axes
 from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
 from tutorial_det.labelling import label_anchors, sample_labels
 from tutorial_det.viz.anchors import draw_labelled_anchors
-from tutorial_det.viz.core import draw_boxes, show_image, to_display_image
-from tutorial_det.widgets.base import Explorer, ground_truth
-
-#: Ground-truth boxes are blue: apart from the label colours (green, red, grey).
-GT_COLOUR = "tab:blue"
+from tutorial_det.viz.core import show_image, to_display_image
+from tutorial_det.widgets.base import Explorer, draw_ground_truth, ground_truth
 
 
 def _counts(labels: torch.Tensor) -> tuple[int, int, int]:
@@ -58,8 +55,9 @@ class LabellingExplorer(Explorer):
     Args:
         image: the picture (``[3, H, W]`` tensor, PIL image or array); its size sets the grid.
         gt_boxes: ``[G, 4]`` xyxy ground-truth boxes.
-        gt_labels: ``[G]`` class ids, captioned on the boxes (default: 1, 2, ... G).
-        class_names: names for ``gt_labels`` (a list or dict), as in :func:`draw_boxes`.
+        gt_labels: ``[G]`` class ids; class_names: their names (a list or dict). The boxes are
+            captioned ``gt 0``, ``gt 1``, ... (``gt 0 (person)`` with labels), as the lessons
+            number them.
         stride, ratios, scales: the anchors (Faster R-CNN's 16, 0.5/1/2, 8/16/32).
         pos_thresh, neg_thresh, batch_size_per_image, positive_fraction, seed: starting values.
     """
@@ -81,8 +79,7 @@ class LabellingExplorer(Explorer):
     ) -> None:
         self.image = to_display_image(image)
         self.image_size = tuple(int(v) for v in self.image.shape[:2])
-        self.gt_boxes, self.gt_labels = ground_truth(gt_boxes, gt_labels)
-        self.class_names = class_names
+        self.gt_boxes, self.gt_names = ground_truth(gt_boxes, gt_labels, class_names)
         feature_size = (self.image_size[0] // stride, self.image_size[1] // stride)
         every = grid_anchors(anchor_base(stride, ratios, scales), feature_size, stride)
         self.total = len(every)
@@ -168,14 +165,7 @@ class LabellingExplorer(Explorer):
             if box.value
         ]
         draw_labelled_anchors(ax, self.anchors, labels, show=show)
-        draw_boxes(
-            ax,
-            self.gt_boxes,
-            labels=self.gt_labels,
-            class_names=self.class_names,
-            colour=GT_COLOUR,
-            linewidth=3,
-        )
+        draw_ground_truth(ax, self.gt_boxes, self.gt_names, linewidth=3)
         height, width = self.image_size
         ax.set_xlim(0, width)
         ax.set_ylim(height, 0)

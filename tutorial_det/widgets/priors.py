@@ -8,16 +8,17 @@ from dataclasses import dataclass
 import ipywidgets as widgets
 import torch
 from matplotlib.axes import Axes
-from matplotlib.lines import Line2D
 
 from tutorial_det.anchors import prior_boxes
 from tutorial_det.boxes import box_convert, box_iou
 from tutorial_det.ssd import SMALL_SSD_ASPECT_RATIOS, SMALL_SSD_SCALES, SMALL_SSD_STRIDES
-from tutorial_det.viz.core import draw_boxes, to_display_image
+from tutorial_det.viz.core import draw_boxes, draw_legend, to_display_image
 from tutorial_det.widgets.base import (
+    GT_COLOUR,
     Explorer,
     cell_sliders,
     draw_cell_backdrop,
+    draw_ground_truth,
     format_numbers,
     frame,
     ground_truth,
@@ -28,7 +29,6 @@ from tutorial_det.widgets.base import (
 #: Priors that match a ground truth (IoU >= threshold) are green, the others orange.
 MATCHED_COLOUR = "#2ca02c"
 UNMATCHED_COLOUR = "#ff7f0e"
-GT_COLOUR = "tab:blue"
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,7 @@ class PriorsExplorer(Explorer):
     ) -> None:
         self.image = to_display_image(image)
         self.image_size = tuple(int(v) for v in self.image.shape[:2])
-        self.gt_boxes, self.gt_labels = ground_truth(gt_boxes, gt_labels)
-        self.class_names = class_names
+        self.gt_boxes, self.gt_names = ground_truth(gt_boxes, gt_labels, class_names)
         if not (len(strides) == len(aspect_ratios) == len(scales) - 1 >= 1):
             raise ValueError(
                 f"need one stride and one ratio list per feature map and one more scale: got "
@@ -214,9 +213,9 @@ class PriorsExplorer(Explorer):
         best = float(view.iou.max())
         prior, gt = divmod(int(view.iou.argmax()), view.iou.shape[1])
         count = int((view.matched >= 0).sum())
-        matched = ", ".join(str(g) for g in view.matched_gt) or "none"
+        matched = ", ".join(self.gt_names[g] for g in view.matched_gt) or "none"
         return text + (
-            f" Best IoU with a ground truth: {best:.2f} (prior {prior}, ground truth {gt}). "
+            f" Best IoU with a ground truth: {best:.2f}, prior {prior} with {self.gt_names[gt]}. "
             f"Priors with IoU >= {view.threshold:g}: {count} of {view.priors_per_cell}; ground truths "
             f"matched: {matched}."
         )
@@ -225,12 +224,10 @@ class PriorsExplorer(Explorer):
         draw_cell_backdrop(ax, self.image, view.stride, view.cell)
         matched = set(view.matched_gt)
         for g, box in enumerate(self.gt_boxes):
-            draw_boxes(
+            draw_ground_truth(
                 ax,
                 box[None],
-                labels=[self.gt_labels[g]],
-                class_names=self.class_names,
-                colour=GT_COLOUR,
+                [self.gt_names[g]],
                 linewidth=3 if g in matched else 1,
                 fill=g in matched,
                 alpha=0.35 if g in matched else 1.0,
@@ -244,12 +241,12 @@ class PriorsExplorer(Explorer):
                 linestyle="-" if m >= 0 else "--",
             )
         frame(ax, view.cell_priors, self.image_size)
-        handles = [
-            Line2D([], [], color=MATCHED_COLOUR, label=f"prior, IoU >= {view.threshold:g}"),
-            Line2D([], [], color=UNMATCHED_COLOUR, linestyle="--", label="prior, no match"),
-            Line2D([], [], color=GT_COLOUR, linewidth=3, label="ground truth (shaded: matched)"),
+        entries = [
+            (f"prior, IoU >= {view.threshold:g}", MATCHED_COLOUR),
+            ("prior, no match", UNMATCHED_COLOUR, {"linestyle": "--"}),
+            ("ground truth (shaded: matched)", GT_COLOUR, {"linewidth": 3}),
         ]
-        ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.8)
+        draw_legend(ax, entries, fontsize=7)
         ax.set_title(
             f"map {view.level} (stride {view.stride}): the priors of cell {view.cell}", fontsize=10
         )

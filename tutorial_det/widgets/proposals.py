@@ -14,11 +14,9 @@ from matplotlib.collections import PolyCollection
 from tutorial_det.boxes import check_boxes
 from tutorial_det.rpn import candidate_boxes, objectness_probability, select_proposals
 from tutorial_det.viz.core import draw_boxes, show_image, to_display_image
-from tutorial_det.widgets.base import Explorer, set_slider
+from tutorial_det.widgets.base import GT_COLOUR, Explorer, set_slider
 
-#: Ground-truth boxes are blue, as in the labelling explorer; proposals go from yellow (best)
-#: to dark purple (worst kept) on matplotlib's viridis scale.
-GT_COLOUR = "tab:blue"
+#: Proposals go from yellow (best) to dark purple (worst kept) on matplotlib's viridis scale.
 PROPOSAL_COLOURS = "viridis"
 
 
@@ -105,8 +103,12 @@ class ProposalsExplorer(Explorer):
             value=nms_thresh, min=0.05, max=1.0, step=0.05, description="NMS IoU threshold"
         )
         self.post_nms_top_n = widgets.IntSlider(
-            value=min(post_nms_top_n, top), min=1, max=top, description="top-N after NMS"
+            value=min(post_nms_top_n, self.pre_nms_top_n.value),
+            min=1,
+            max=self.pre_nms_top_n.value,
+            description="top-N after NMS",
         )
+        self._post_nms_wanted = self.post_nms_top_n.value
         self.show_gt = widgets.Checkbox(value=True, description="draw ground truth")
         super().__init__(
             [self.pre_nms_top_n, self.nms_thresh, self.post_nms_top_n, self.show_gt],
@@ -129,13 +131,13 @@ class ProposalsExplorer(Explorer):
         return cls(image, anchors, logits[0], deltas[0], gt_boxes, **options)
 
     def sync_controls(self, change: dict) -> None:
-        # top-N after NMS can never exceed top-N before it: keep the sliders consistent
-        if change["owner"] is self.pre_nms_top_n:
-            set_slider(
-                self.post_nms_top_n,
-                min(self.post_nms_top_n.value, self.pre_nms_top_n.value),
-                self.pre_nms_top_n.value,
-            )
+        # top-N after NMS can never exceed top-N before it: lowering the first pulls the second
+        # down with it, and raising it again gives back the value last chosen for the second.
+        if change["owner"] is self.post_nms_top_n:
+            self._post_nms_wanted = change["new"]
+        elif change["owner"] is self.pre_nms_top_n:
+            pre = self.pre_nms_top_n.value
+            set_slider(self.post_nms_top_n, min(self._post_nms_wanted, pre), pre)
 
     def compute(self) -> ProposalsView:
         if len(self.boxes) == 0:
