@@ -405,7 +405,7 @@ def test_detector_training_contract():
     assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
     model.eval()  # same BN statistics path for both computations below
     with torch.no_grad():
-        output = model.output_map(list(images))
+        output = model.head_outputs(list(images))
         target = encode_targets([t["corners"] for t in targets], output.shape[-2:], model.alpha)
         expected = wpod_loss(output, target)
         model.train()

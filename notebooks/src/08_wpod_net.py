@@ -324,7 +324,7 @@ torch.manual_seed(0)
 model = W.build_wpod(2, width=0.5)
 images, targets = zip(*[PlatesDataset(8, seed=4)[k] for k in range(8)], strict=True)
 with torch.no_grad():
-    output = model.output_map(list(images))
+    output = model.head_outputs(list(images))
     batch_target = W.encode_targets([t["corners"] for t in targets], output.shape[-2:], model.alpha)
 print("output", list(output.shape), "target", list(batch_target.shape))
 print(

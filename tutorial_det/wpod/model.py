@@ -39,7 +39,7 @@ class WPODDetector(nn.Module):
         score_thresh, nms_thresh, detections_per_img: decoding in eval mode.
 
     Attributes:
-        net: the :class:`~tutorial_det.wpod.WPODNet`; ``model.output_map(images)`` runs it on a
+        net: the :class:`~tutorial_det.wpod.WPODNet`; ``model.head_outputs(images)`` runs it on a
             padded batch and returns ``[B, 8, H/16, W/16]``.
         transform: the :class:`~tutorial_det.input_transform.InputTransform` that checks and pads
             the images (mean 0, std 1, ``size_divisible`` the stride).
@@ -69,7 +69,7 @@ class WPODDetector(nn.Module):
     def stride(self) -> int:
         return self.net.stride
 
-    def output_map(self, images: Sequence[Tensor] | Tensor) -> Tensor:
+    def head_outputs(self, images: Sequence[Tensor] | Tensor) -> Tensor:
         """The raw network output ``[B, 8, H/16, W/16]`` for a list of images."""
         return self.net(self.transform(images)[0])
 

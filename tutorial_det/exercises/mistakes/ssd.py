@@ -16,6 +16,7 @@ import torch
 
 from tutorial_det.boxes import box_iou
 from tutorial_det.exercises.core import Catalogue
+from tutorial_det.exercises.seed_style import hard_negative_mask_across_batch
 
 MATCH_PRIORS = Catalogue()
 HARD_NEGATIVE_MINING = Catalogue()
@@ -137,9 +138,7 @@ def _quota(positive, neg_pos_ratio):
     "image's quota: rank and count per image (the seed notebook mines per batch too)."
 )
 def mining_across_batch(background_loss, positive, neg_pos_ratio):
-    flat_loss, flat_positive = background_loss.reshape(1, -1), positive.reshape(1, -1)
-    ranks = _ranks(flat_loss.masked_fill(flat_positive, -torch.inf))
-    return (ranks < _quota(flat_positive, neg_pos_ratio)).reshape(positive.shape)
+    return hard_negative_mask_across_batch(background_loss, positive, neg_pos_ratio)
 
 
 @HARD_NEGATIVE_MINING.add(
