@@ -17,7 +17,9 @@ It also returns each image's own ``(height, width)``. Padding at the bottom and 
 coordinates where they were, so boxes need no mapping between an image and the batch: targets go
 in as they are, and a detector maps its boxes back to an image by clipping them to that image's
 own size (never to the padded size). Unlike torchvision's ``GeneralizedRCNNTransform`` it does not
-resize: the lessons' detectors are sized for their data (128 x 128 synthetic images).
+resize: the lessons' detectors are sized for their data (128 x 128 synthetic images);
+:class:`tutorial_det.resize.ResizedDetector` wraps a detector to resize images of any size and map
+its boxes back to each image's pixels.
 
 :func:`check_targets` checks training targets (``{"boxes": [G, 4] xyxy, "labels": [G]}`` per
 image) the same way for every detector; :func:`check_target_count` is its first step alone.
