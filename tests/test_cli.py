@@ -20,7 +20,7 @@ from tutorial_det.cli import CommandError, build_parser, main, open_data, parse_
 from tutorial_det.data import SHAPE_CLASSES, read_image, write_voc_folder
 from tutorial_det.metrics import mean_average_precision
 from tutorial_det.model_file import ModelSpec, load_model_file, save_model_file
-from tutorial_det.models import MODELS
+from tutorial_det.models import MODELS, build_model
 from tutorial_det.resize import Resize
 from tutorial_det.training import CHECKPOINT_NAME, load_checkpoint
 from tutorial_det.wpod import rectify
@@ -565,6 +565,47 @@ def test_help_gives_every_option_a_text_and_describes_layouts_and_the_run_folder
         assert words in text, words
     assert main(["detect", "--help"]) == 0
     assert "(default: 0.5)" in " ".join(capsys.readouterr().out.split())
+
+
+class FailingSSD(nn.Module):
+    """An SSD whose third training step fails with ``failure`` (Ctrl-C, a NaN loss)."""
+
+    failure: BaseException = KeyboardInterrupt()
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.ssd, self.calls = build_model("ssd", num_classes), 0
+
+    def forward(self, images, targets=None):
+        self.calls += self.training
+        if self.training and self.calls == 3:
+            if isinstance(self.failure, KeyboardInterrupt):
+                raise self.failure
+            losses = self.ssd(images, targets)
+            return {**losses, "classification": losses["classification"] * float("nan")}
+        return self.ssd(images, targets)
+
+
+@pytest.mark.parametrize("failure", ["ctrl-c", "nan"])
+def test_a_run_that_stops_keeps_its_steps_and_says_how_to_go_on(
+    tmp_path, capsys, monkeypatch, failure
+):
+    monkeypatch.setitem(MODELS, "failing", FailingSSD)
+    monkeypatch.setattr(FailingSSD, "failure", KeyboardInterrupt() if failure == "ctrl-c" else None)
+    argv = ["train", *TINY, "--epochs", "2", "--out", tmp_path / "run"]
+    argv[argv.index("ssd")] = "failing"
+    status, _, err = run(capsys, *argv)
+    checkpoint = tmp_path / "run" / CHECKPOINT_NAME
+    assert load_checkpoint(checkpoint)["step"] == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    held = f"{checkpoint} holds step 2, the last one completed"
+    if failure == "ctrl-c":
+        assert status == 130
+        assert err.startswith(f"tutorial-det train: interrupted. {held} add --resume to continue")
+    else:
+        assert status == 2
+        assert err.startswith("tutorial-det train: error: the loss is not finite at step 3")
+        assert f"{held} Fix the cause, then add --resume to continue from the checkpoint." in err
 
 
 def test_debug_shows_the_traceback_instead(tmp_path):

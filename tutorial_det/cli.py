@@ -667,7 +667,8 @@ def train(args: argparse.Namespace) -> int:
         )
     except BaseException as error:
         if (out / CHECKPOINT_NAME).is_file():
-            error.add_note("Fix the cause, then add --resume to continue from the checkpoint.")
+            fix = "" if isinstance(error, KeyboardInterrupt) else "Fix the cause, then "
+            error.add_note(f"{fix}add --resume to continue from the checkpoint.")
         raise
     if world_size > 1:
         # Every process reports: identical fingerprints show that the replicas stayed identical.
