@@ -12,6 +12,10 @@ Left out because they name things rather than state results: digits inside names
 ``x2``, ``conv5_3``), heading and list numbers (``## 3.``, ``1. ``), lesson references (``lesson
 02``, ``lessons 04 and 06``, ``01 · Feature extraction``), section signs (``§10``) and link
 targets. Numbers compare by value: ``0.50`` is ``0.5``, ``1,000`` is ``1000``.
+
+To audit a lesson, list every number its prose states and what backs it::
+
+    PYTHONPATH=. python tests/prose_numbers.py notebooks/03_iou_and_labelling.ipynb
 """
 
 from __future__ import annotations
@@ -264,3 +268,32 @@ class Lesson:
             elif cell.cell_type == "code":
                 for text in say_texts(cell.source):
                     yield number, heading, "say() sentence in code cell", text
+
+
+def report(path: Path) -> str:
+    """Every number a stored lesson's prose states, and what backs it (an aid for its audit)."""
+    lesson = Lesson.read(path)
+    lines = []
+    for number, _, kind, text in lesson.prose():
+        for mention in mentions(text):
+            found = [
+                where
+                for where, keys in (
+                    ("code", lesson.code),
+                    ("output", lesson.outputs),
+                    ("sentence", lesson.said),
+                )
+                if mention.keys & keys
+            ]
+            backing = ", ".join(found) or "NOTHING"
+            lines.append(
+                f"{kind} {number:>3} | {mention.token:>10} | {backing:<22} | {mention.context}"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for name in sys.argv[1:]:
+        print(report(Path(name)))

@@ -7,6 +7,11 @@ Markdown (and in the literal text of its ``say`` sentences) must appear in the l
 an output nbval compares, or be listed in ``ALLOWED`` with the reason it need not be computed
 (``test_audited_lesson_states_only_numbers_it_computes``). ``prose_numbers.py`` says which numbers
 count.
+
+Auditing a lesson: run ``PYTHONPATH=. python tests/prose_numbers.py notebooks/NN_topic.ipynb`` for
+the list of its numbers and what backs each; write each sentence that quotes a computed value
+with ``say`` (lesson 00 shows how); re-execute the lesson; add it to ``AUDITED``; then this file's
+tests name every number left to compute, print, or list in ``ALLOWED`` with its reason.
 """
 
 from __future__ import annotations
