@@ -7,18 +7,21 @@
 # original Faster R-CNN, VGG16 cut at stride 16, and looks closely at what comes out of it.
 #
 # **You will learn**
-# - why Faster R-CNN keeps exactly the first 30 of VGG16's 31 convolutional layers, by walking the
-#   layers and following the **stride**;
+# - why Faster R-CNN keeps exactly 30 of the 31 layers of VGG16's convolutional part, by walking
+#   the layers and following the **stride**;
 # - how the shape changes layer by layer, from `3 x 800 x 800` to `512 x 50 x 50`;
 # - what the **receptive field** of a feature cell is, how to compute it, and how to check it;
 # - what feature maps of a real photo look like, and what they can and cannot tell you when the
 #   weights are random (as here, offline) rather than trained on ImageNet;
-# - the small backbone the training lessons use instead, and how much cheaper it is.
+# - the small backbone the training lessons build on instead, how much cheaper it is, and which
+#   of its feature maps their detectors read.
 #
 # **You need** lesson 00 (boxes, IoU) and basic PyTorch (`nn.Module`, `nn.Sequential`, tensors of
-# shape `[N, C, H, W]`). The notebook runs on a laptop CPU in about a minute.
+# shape `[N, C, H, W]`). The notebook runs on a laptop CPU in well under a minute.
 
 # %%
+from collections import Counter
+
 import matplotlib.pyplot as plt
 import torch
 import torchvision
@@ -33,6 +36,8 @@ from tutorial_det.backbones import (
     vgg16_weights_path,
 )
 from tutorial_det.exercises import check_receptive_field
+from tutorial_det.faster_rcnn import TopDownBackbone
+from tutorial_det.prose import say
 from tutorial_det.runtime import median_time_ms, pick_device, seed_everything
 from tutorial_det.samples import load_sample
 from tutorial_det.viz import draw_cell_grid, draw_receptive_field, show_feature_maps, show_image
@@ -41,16 +46,16 @@ seed_everything(0)
 device = pick_device()  # cuda, then mps, then cpu: the same code runs everywhere
 
 # %% [markdown]
-# ## 1. VGG16 has 31 layers; the detector keeps 30
+# ## 1. VGG16's convolutional part has 31 layers; the detector keeps 30
 #
 # torchvision's `vgg16()` is an ImageNet classifier: a convolutional part (`features`) followed by
 # three fully connected layers (`classifier`) that turn the last feature map into 1000 class
 # scores. A detector needs *where* things are, so it keeps only the convolutional part, which
 # preserves the image's layout.
 #
-# Building the whole network just to look at it would allocate and initialise 138 million
-# parameters. On PyTorch's `meta` device a tensor has a shape but no memory and no values, so the
-# model below costs nothing:
+# Building the whole network just to look at it would allocate and initialise all of its
+# parameters (the cell below counts them). On PyTorch's `meta` device a tensor has a shape but no
+# memory and no values, so the model below costs nothing:
 
 # %%
 with torch.device("meta"):
@@ -61,15 +66,22 @@ def count_parameters(module):
     return sum(p.numel() for p in module.parameters())
 
 
-print("layers in vgg.features:", len(vgg.features))
-print(f"parameters: features {count_parameters(vgg.features):,}, ", end="")
-print(f"classifier {count_parameters(vgg.classifier):,}, total {count_parameters(vgg):,}")
+kinds = Counter(type(layer).__name__ for layer in vgg.features)
+print("layers in vgg.features:", len(vgg.features), dict(kinds))
+n_features, n_classifier, n_total = (
+    count_parameters(m) for m in (vgg.features, vgg.classifier, vgg)
+)
+print(f"parameters: features {n_features:,}, classifier {n_classifier:,}, total {n_total:,}")
+
+# %% jupyter={"source_hidden": true}
+say(
+    f"The {len(vgg.features)} layers are {kinds['Conv2d']} convolutions, each followed by a ReLU, "
+    f"and {kinds['MaxPool2d']} max-poolings. The convolutional part holds only "
+    f"{n_features / 1e6:.1f} M of the {n_total / 1e6:.1f} M parameters; the classifier we throw "
+    f"away holds the other {100 * n_classifier / n_total:.0f} %."
+)
 
 # %% [markdown]
-# The 31 layers are 13 convolutions (each followed by a ReLU: 26 layers) and 5 max-poolings.
-# The convolutional part holds only 14.7 M of the 138.4 M parameters; the classifier we throw
-# away holds the other 89 %.
-#
 # Every 3 x 3 convolution here has padding 1 and stride 1, so it keeps the height and width. Every
 # max-pooling has a 2 x 2 window and stride 2, so it halves them. The **stride** of a layer's
 # output is how many input pixels lie between two neighbouring output cells: it is the product
@@ -109,7 +121,7 @@ print(f"parameters: {count_parameters(backbone):,}")
 #
 # `layer_shapes(module, input_shape)` pushes a `meta` tensor through the layers (again no memory,
 # no arithmetic) and records, for every layer, its output shape, its stride and its receptive
-# field. For the image size of the original Faster R-CNN walkthroughs, 800 x 800:
+# field. For the walkthrough's image size, 800 x 800:
 
 # %%
 rows = layer_shapes(backbone, (1, 3, 800, 800))
@@ -120,14 +132,15 @@ print(format_layer_shapes(rows))
 #
 # - the convolutions change only the number of channels: 64 in block 1, then 128, 256, 512, 512;
 # - the four pools halve the size: 800 -> 400 -> 200 -> 100 -> 50;
-# - the last layer's output is `512 x 50 x 50`: 2500 cells, each a vector of 512 numbers, and
-#   800 / 16 = 50.
+# - the last layer's output is `512 x 50 x 50`: 50 x 50 cells, each a vector of 512 numbers,
+#   and 800 / 16 = 50.
 #
 # The `stride` column is what we computed by hand. The `receptive field` and `first centre`
 # columns are the subject of the next section.
 #
-# A real forward pass gives the same shape. Here on the seed notebook's all-black 800 x 800 image
-# (the time depends on your machine; on a 2-core laptop CPU it is one to two seconds):
+# A real forward pass gives the same shape. Here on the walkthrough's all-black 800 x 800 image
+# (the second cell times it on your machine; section 6 compares that time with a smaller
+# backbone's):
 
 # %%
 backbone = backbone.to(device).eval()
@@ -157,17 +170,27 @@ print(f"VGG16 to stride 16 on one 800 x 800 image: {vgg_ms:.0f} ms on {device}")
 #   convolution sees 3 pixels, the second 5, the first pool 6, the third convolution
 #   `6 + 2 x 2 = 10`, and so on down to `164 + 2 x 16 = 196` for conv5_3.
 #
-# The receptive field is far wider than the stride: neighbouring cells see windows shifted by 16
-# pixels out of 196, so they share more than 90 % of their pixels in each direction. That is
-# what lets one cell "see" an object of 200 pixels while the grid is still fine enough to
-# separate nearby objects. The figure shows it on a photo: the 16-pixel cell grid, two
-# neighbouring cells on the astronaut's face (shaded, red and yellow) with the 196-pixel windows
-# they see, and a third cell on the mission patch, far enough away for its window (blue) to
-# share few pixels with theirs.
+# The receptive field is far wider than the stride. That is what lets one cell "see" an object as
+# large as its window while the grid is still fine enough to separate nearby objects:
+
+# %%
+last = rows[-1]  # conv5_3's row: stride 16, receptive field 196, first centre 8
+
+# %% jupyter={"source_hidden": true}
+say(
+    f"Neighbouring cells see windows shifted by {last.stride} pixels out of "
+    f"{last.receptive_field}, so they share {100 * (1 - last.stride / last.receptive_field):.0f} % of "
+    "their pixels in each direction."
+)
+
+# %% [markdown]
+# The figure shows it on a photo: the 16-pixel cell grid, two neighbouring cells on the
+# astronaut's face (shaded, red and yellow) with the 196-pixel windows they see, and a third cell
+# on the mission patch (blue), far enough below them that its window shares no pixel with
+# theirs.
 
 # %%
 photo, photo_target = load_sample("astronaut")  # [3, 512, 512], boxes in photo_target
-last = rows[-1]  # conv5_3's row: stride 16, receptive field 196, first centre 8
 fig, ax = plt.subplots(figsize=(6.5, 6.5))
 show_image(photo, ax=ax, title="stride 16 between cells, receptive field 196 per cell")
 draw_cell_grid(ax, photo.shape[-2:], last.stride, colour="white", alpha=0.35)
@@ -181,17 +204,20 @@ plt.show()
 
 # %% [markdown]
 # The receptive field is not an estimate: outside it, nothing can change the cell. We can check
-# the exact edges with the real network. On a random 256 x 256 image the grid is 16 x 16, and
-# cell `(8, 8)` is centred at `8 + 8 x 16 = 136`, so its window spans columns
-# `136 - 98 = 38` to `136 + 98 = 234` (exclusive). Replace one whole column of pixels with noise
-# and see whether that cell's 512 features move:
+# the exact edges with the real network. On a random 256 x 256 image the grid is 16 x 16. Cell
+# `(8, 8)` is centred at the first cell's centre plus 8 strides, and its window reaches half the
+# receptive field to each side. Replace one whole column of pixels with noise and see whether
+# that cell's 512 features move:
 
 # %%
+centre_x = last.centre + 8 * last.stride  # cell (8, 8)'s centre column
+first, end = int(centre_x - last.receptive_field / 2), int(centre_x + last.receptive_field / 2)
+print(f"cell (8, 8): centred at x = {centre_x:g}, its window spans columns {first} to {end - 1}")
 generator = torch.Generator().manual_seed(0)
 image = torch.rand(1, 3, 256, 256, generator=generator).to(device)
 with torch.no_grad():
     before = backbone(image)[0, :, 8, 8]
-    for column in (37, 38, 233, 234):
+    for column in (first - 1, first, end - 1, end):
         changed = image.clone()
         changed[..., column] = torch.rand(1, 3, 256, generator=generator).to(device)
         after = backbone(changed)[0, :, 8, 8]
@@ -207,15 +233,18 @@ with torch.no_grad():
 # ## 4. Feature maps of a real photo, and the missing ImageNet weights
 #
 # The Faster R-CNN paper starts from VGG16 weights trained on ImageNet. torchvision can download
-# them (528 MB) into the torch hub cache; this course never downloads anything while a notebook
-# runs, and the machine that built this notebook has no internet. The cell below only looks
-# whether the file is already in the cache:
+# them (a file of about half a gigabyte) into the torch hub cache; this course never downloads
+# anything while a notebook runs, and the machine that built this notebook has no internet. The
+# cells below name the file and only look whether it is already in the cache:
+
+# %%
+weights_file = vgg16_weights_path()
+print("the file:", weights_file.name)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-weights_file = vgg16_weights_path()
 have_imagenet = weights_file.is_file()
-print(f"ImageNet weights in the cache ({weights_file.name}): {have_imagenet}")
+print("in the torch hub cache:", have_imagenet)
 
 # %% [markdown]
 # Here the answer was `False`, so everything below uses **random weights** (He initialisation,
@@ -257,12 +286,15 @@ silent = int((photo_features.flatten(1).amax(dim=1) == 0).sum())
 print("photo:", tuple(photo.shape), "-> features:", tuple(photo_features.shape))
 print(f"values exactly 0: {zero_share:.0%}; channels that are 0 everywhere: {silent} of 512")
 
+# %% jupyter={"source_hidden": true}
+say(
+    f"The 512 x 512 photo gives a {photo_features.shape[1]} x {photo_features.shape[2]} grid "
+    f"(512 / 16). {100 * zero_share:.0f} % of all values are exactly 0: the last layer is a ReLU, and with "
+    f"random weights its input is positive or negative about equally often. {silent} channels "
+    "are 0 everywhere on this photo: their filter never produced a positive value on it."
+)
+
 # %% [markdown]
-# The 512 x 512 photo gives a 32 x 32 grid (512 / 16). About half of all values are exactly 0:
-# the last layer is a ReLU, and with random weights its input is positive or negative about
-# equally often. About twenty channels are 0 everywhere on this photo: their filter never
-# produced a positive value on it.
-#
 # First the photo next to the average of all 512 channels, cell by cell; then the 16 channels
 # that vary most across the image, each with its own colour scale (bright = its largest value).
 
@@ -280,15 +312,16 @@ axes[0, 0].figure.suptitle("VGG16 (random weights): the 16 busiest of 512 channe
 plt.show()
 
 # %% [markdown]
-# **What random-weight maps show.** The photo's layout is still there. The strongest responses
-# sit where the photo has fine detail and strong contrast: the two mission patches, the
-# reflections on the helmet, the collar and the face. Flat areas (the plain wall at the top, the
-# smooth orange suit) respond more weakly, and so does a one-cell frame around the border, where
-# part of every window is zero padding. A random 3 x 3 filter is still a local filter (some difference or
-# average of neighbouring pixels), so stacks of them with ReLUs and pools still respond to colour
-# and contrast, and each cell's vector still describes its own window of the image. This is why
-# a detector can be trained from random weights at all (the training lessons do exactly that,
-# with a small backbone).
+# **What random-weight maps show.** The photo's layout is still there. The strongest mean
+# responses sit where the photo has fine detail and strong contrast: around the mission patch
+# and the name badge, the white helmet at the bottom right, and the ring around the neck. Flat
+# areas (the plain wall at the top, the flag's broad stripes, the smooth orange suit) respond
+# more weakly, and so does a one-cell frame around the border, where part of every window is zero
+# padding. A random 3 x 3 filter is still a local filter (some difference or average of
+# neighbouring pixels), so stacks of them with ReLUs and pools still respond to colour and
+# contrast, and each cell's vector still describes its own window of the image. This is why a
+# detector can be trained from random weights at all (the training lessons do exactly that, on
+# the small backbone of section 6).
 #
 # **What they do not show.** No channel means anything: none responds to faces, helmets or
 # flags in particular, and two cells with similar vectors merely have similar colours and
@@ -312,8 +345,8 @@ else:
 # %% [markdown]
 # ## 5. Spot the bug
 #
-# Many Faster R-CNN walkthroughs find the cut point by running the layers on a test image and
-# stopping when the feature map gets smaller than `800 // 16`. The function below does that.
+# The walkthrough this course grew from finds the cut point by running the layers on a test image
+# and stopping when the feature map gets smaller than `800 // 16`. The function below does that.
 # It returns the right 30 layers for the 800 x 800 image. **Before running the next cell, find
 # the image size for which it silently returns the wrong backbone.**
 
@@ -340,18 +373,19 @@ for shape in [(1, 3, 800, 800), (1, 3, 600, 1000)]:
 # %% [markdown]
 # The 800 in `800 // 16` is the *test image's* height, hard-coded. A 600 x 1000 image (the usual
 # Faster R-CNN input, shorter side 600) falls below 50 rows already after the fourth pool
-# (600 / 16 = 37), so the function stops at stride 8 and keeps 23 layers, whose output is
-# 600 / 8 = 75 by 1000 / 8 = 125 cells. Nothing crashes: the output still has 512 channels, so
-# the region proposal network built on top accepts it, and every anchor laid out for stride 16
-# is then placed at twice the distance of the cells it should belong to. The fix is to cut where the **stride** reaches 16, which depends only on the layers,
-# never on an image: that is what `vgg16_stride16` does.
+# (600 / 16 rounds down to 37 rows), so the function stops at stride 8 and keeps 23 layers, whose
+# output is 600 / 8 = 75 by 1000 / 8 = 125 cells. Nothing crashes: the output still has 512
+# channels, so the region proposal network built on top accepts it, and every anchor laid out
+# for stride 16 is then placed at twice the distance of the cell it should belong to. The fix is
+# to cut where the **stride** reaches 16, which depends only on the layers, never on an image:
+# that is what `vgg16_stride16` does.
 #
 # ## 6. A backbone that trains on a CPU
 #
-# VGG16's convolutional part needs about 196 billion multiply-adds for one 800 x 800 image: fine
-# on a GPU, far too slow to train on a laptop. The training lessons use `TinyBackbone`: four
-# stages of 3 x 3 convolutions with BatchNorm, 32-64-128-128 channels, a 2 x 2 pool after each
-# stage, so the same stride 16. Its layer table on the 128 x 128 images of those lessons:
+# VGG16's convolutional part is fine on a GPU but far too slow to train on a laptop (section 2
+# timed one image). The training lessons build on `TinyBackbone` instead: four stages of 3 x 3
+# convolutions with BatchNorm, 32-64-128-128 channels, a 2 x 2 pool after each stage, so the same
+# stride 16 at the end. Its layer table on the 128 x 128 images of those lessons:
 
 # %%
 tiny = TinyBackbone().to(device).eval()
@@ -363,6 +397,21 @@ print(format_layer_shapes(tiny_rows))
 # backbone, and `layer_shapes` walks into them. The output is `128 x 8 x 8` (128 / 16 = 8), with a
 # receptive field of 70 pixels, more than half of the 128-pixel image.
 #
+# The training lessons' detectors do not read that last map alone. On a 128-pixel image a
+# stride-16 cell is wider than the smallest objects there, and its anchors sit 16 pixels apart.
+# So the Faster R-CNN of lessons 04 (its last part) and 06 builds on `TopDownBackbone`: the
+# stride-8 map of stage 3 (16 x 16 cells), to which the stride-16 map of stage 4 is added,
+# upsampled, as one level of a feature pyramid (lesson 06 explains it). The SSD of lessons 07,
+# 09 and 10 reads the stride-8 and stride-16 maps of a half-width `TinyBackbone`, and two coarser
+# maps of its own. The top-down backbone on the same 128 x 128 input:
+
+# %%
+top_down = TopDownBackbone().to(device).eval()
+with torch.no_grad():
+    top_down_features = top_down(torch.zeros(1, 3, 128, 128, device=device))
+print("TopDownBackbone: stride", top_down.stride, "| features:", tuple(top_down_features.shape))
+
+# %% [markdown]
 # How much cheaper is it? We count the multiply-adds of every convolution from the layer table
 # (output height x width x output channels x input channels x kernel area) and compare both
 # backbones on the same 800 x 800 input:
@@ -370,29 +419,40 @@ print(format_layer_shapes(tiny_rows))
 
 # %%
 def conv_multiply_adds(model, input_shape):
-    """Multiply-adds of the model's convolutions for one input of input_shape."""
+    """Multiply-adds of the model's convolutions for one input of input_shape, per stride."""
     modules = dict(model.named_modules())
-    total = 0
+    per_stride = Counter()
     for row in layer_shapes(model, input_shape):
         layer = modules[row.name]
         if isinstance(layer, nn.Conv2d):
             kernel = layer.kernel_size[0] * layer.kernel_size[1]
             per_cell = layer.out_channels * layer.in_channels // layer.groups * kernel
-            total += row.shape[2] * row.shape[3] * per_cell
-    return total
+            per_stride[row.stride] += row.shape[2] * row.shape[3] * per_cell
+    return per_stride
 
 
+print(f"{'':>18}  {'parameters':>10}  G multiply-adds  = at strides 1 + 2 + 4 + 8 + 16")
+cost = {}
 for name, model in (("VGG16 to stride 16", backbone), ("TinyBackbone", tiny)):
-    macs = conv_multiply_adds(model, (1, 3, 800, 800))
-    print(
-        f"{name:>18}: {count_parameters(model):>10,} parameters, {macs / 1e9:6.1f} G multiply-adds"
-    )
+    per_stride = conv_multiply_adds(model, (1, 3, 800, 800))
+    cost[name] = count_parameters(model), per_stride.total()
+    parts = " + ".join(f"{per_stride[s] / 1e9:.1f}" for s in (1, 2, 4, 8, 16))
+    print(f"{name:>18}: {cost[name][0]:>10,}  {cost[name][1] / 1e9:15.1f}  = {parts}")
+(vgg_params, vgg_macs), (tiny_params, tiny_macs) = cost.values()
+
+# %% jupyter={"source_hidden": true}
+say(
+    f"TinyBackbone has {vgg_params / tiny_params:.0f} times fewer parameters ({tiny_params:,} "
+    f"against {vgg_params:,}) and needs {vgg_macs / tiny_macs:.0f} times fewer multiply-adds "
+    f"({tiny_macs / 1e9:.1f} G against {vgg_macs / 1e9:.1f} G)."
+)
 
 # %% [markdown]
-# TinyBackbone has 27 times fewer parameters (536,608 against 14,714,688) and needs 13 times
-# fewer multiply-adds (15.3 G against 195.7 G). Most of VGG16's cost is in its wide early layers:
-# 64 channels at full resolution. On the clock (your numbers will differ; the ratio is what
-# matters):
+# VGG16's cost is spread over its blocks: each pool quarters the number of cells, and the next
+# block doubles the channels, which quadruples the cost per cell of a convolution, so a block of
+# three convolutions costs the same at stride 4 as at stride 8. TinyBackbone has fewer and
+# narrower convolutions at every stride. On the clock (your numbers will differ; the ratio is
+# what matters):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -402,10 +462,11 @@ print(f"VGG16 to stride 16: {vgg_ms:7.0f} ms per 800 x 800 image")
 print(f"TinyBackbone      : {tiny_ms:7.0f} ms per 800 x 800 image ({vgg_ms / tiny_ms:.0f}x faster)")
 
 # %% [markdown]
-# The measured speed-up is usually somewhat smaller than 13x: the small network's BatchNorm and
-# ReLU layers cost memory traffic that the multiply-add count does not see. Both backbones give
-# the same kind of output, a stride-16 grid of feature vectors, so everything in lessons 02 to 05
-# works unchanged on either.
+# The measured speed-up (last line) is usually smaller than the ratio of multiply-adds: the small
+# network's BatchNorm, ReLU and pooling layers cost memory traffic that the multiply-add count
+# does not see. Every backbone here gives the same kind of output, a grid of feature vectors with
+# a known stride; anchors (lesson 02), labels (03), the region proposal network (04) and RoI
+# pooling (05) take that stride as a parameter, so they work on any of them.
 #
 # ## 7. Exercise: compute a receptive field
 #
@@ -462,7 +523,9 @@ check_receptive_field(my_receptive_field)
 #   what make deep channels respond to object parts. Nothing here downloads them: put the file in
 #   the torch hub cache to use them.
 # - `TinyBackbone` has the same stride 16 at 1/27 of the parameters and 1/13 of the
-#   multiply-adds: it is what the training lessons train from scratch on a CPU.
+#   multiply-adds: the training lessons' detectors are built on it and trained from scratch on a
+#   CPU. Faster R-CNN reads its stride-8 map enriched with the stride-16 one (`TopDownBackbone`),
+#   SSD several of its maps.
 #
 # **More exercises**
 # 1. Cut VGG16 at stride 8 instead (which layer index?). What is the output shape for 800 x 800,
