@@ -1,24 +1,30 @@
 """The explorers, driven the way a notebook user drives them: by setting ``.value`` on their
 controls. No kernel or browser: the numbers come from ``view`` / ``summary``, the drawing from the
-matplotlib artists on ``ax`` and the PNG in ``picture``."""
+matplotlib artists on ``ax`` and the image bytes in ``picture``."""
 
 from __future__ import annotations
+
+import io
 
 import matplotlib
 
 matplotlib.use("Agg")
+import numpy as np
 import pytest
 import torch
 import torchvision
 from conftest import SEED_GT, label_counts
+from matplotlib.figure import Figure
+from PIL import Image
 
 from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
 from tutorial_det.boxes import box_iou
 from tutorial_det.labelling import label_anchors, sample_labels
 from tutorial_det.naive import anchors_loop
+from tutorial_det.samples import load_sample
 from tutorial_det.viz import LABEL_COLOURS
 from tutorial_det.widgets import AnchorExplorer, IoUExplorer, LabellingExplorer
-from tutorial_det.widgets.base import parse_numbers
+from tutorial_det.widgets.base import parse_numbers, picture_bytes
 
 BLANK = torch.ones(3, 800, 800)
 
@@ -41,6 +47,30 @@ def test_parse_numbers_accepts_commas_and_spaces_and_names_the_field():
         parse_numbers("1 -1", "ratios")
     with pytest.raises(ValueError, match="ratios: enter at least one number"):
         parse_numbers(" , ", "ratios")
+
+
+def _encoded(name: str, image: np.ndarray) -> int:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=name, **({"quality": 90} if name == "JPEG" else {}))
+    return len(buffer.getvalue())
+
+
+def test_a_picture_over_a_photo_is_stored_as_jpeg_and_a_drawing_as_png():
+    photo, _ = load_sample("astronaut")
+    for backdrop, expected in ((photo.permute(1, 2, 0).numpy(), "jpeg"), (None, "png")):
+        figure = Figure(figsize=(4, 4), dpi=80)
+        ax = figure.subplots()
+        if backdrop is not None:
+            ax.imshow(backdrop)
+        ax.plot([0, 300], [0, 500], color="tab:green")
+        name, data = picture_bytes(figure)
+        assert name == expected
+        assert data[:4] == (b"\x89PNG" if name == "png" else b"\xff\xd8\xff\xe0")
+        shown = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert shown.shape == (320, 320, 3)
+        # the other format would have been larger
+        other = "JPEG" if name == "png" else "PNG"
+        assert len(data) < _encoded(other, shown)
 
 
 # --------------------------------------------------------------------------- AnchorExplorer
