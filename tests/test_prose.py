@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Lessons whose prose has been audited against their outputs. Add a lesson here when its audit is
 #: done; from then on a number in its prose that its outputs do not show fails the test.
-AUDITED = ["00", "01"]
+AUDITED = ["00", "01", "02", "03"]
 
 
 class From:
@@ -56,6 +56,22 @@ ALLOWED: dict[str, dict[str, str | From]] = {
     "01": {
         "25": "worked arithmetic: 800 / 32 cells per side at stride 32",
         "37": "worked arithmetic: 600 // 16 rows after the fourth pool",
+    },
+    "02": {
+        "64": "worked arithmetic: half of the 128-pixel square",
+        "22.5": "worked arithmetic: the centre of column 22 in cells",
+        "14.5": "worked arithmetic: the centre of row 14 in cells",
+        "12.5": "worked arithmetic: the centre of row and column 12 in cells",
+        "1024": "worked arithmetic: scale 32 at stride 32",
+        "480": "worked arithmetic: 30 cells of 16 pixels",
+        "196": From("01"),
+        "600": "an exercise's image size",
+        "1000": "an exercise's image size",
+    },
+    "03": {
+        "56": "worked arithmetic: 256 - 200 pixels of slack",
+        "0.176": "worked arithmetic: (1 - 0.7) / (1 + 0.7)",
+        "192": "an exercise's anchor size, scale 12 at stride 16",
     },
 }
 

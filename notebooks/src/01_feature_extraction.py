@@ -175,12 +175,12 @@ print(f"VGG16 to stride 16 on one 800 x 800 image: {vgg_ms:.0f} ms on {device}")
 
 # %%
 last = rows[-1]  # conv5_3's row: stride 16, receptive field 196, first centre 8
+shared = 1 - last.stride / last.receptive_field  # of a window, along x or y, a neighbour sees
 
 # %% jupyter={"source_hidden": true}
 say(
     f"Neighbouring cells see windows shifted by {last.stride} pixels out of "
-    f"{last.receptive_field}, so they share {100 * (1 - last.stride / last.receptive_field):.0f} % of "
-    "their pixels in each direction."
+    f"{last.receptive_field}, so they share {100 * shared:.0f} % of their pixels in each direction."
 )
 
 # %% [markdown]
@@ -289,9 +289,10 @@ print(f"values exactly 0: {zero_share:.0%}; channels that are 0 everywhere: {sil
 # %% jupyter={"source_hidden": true}
 say(
     f"The 512 x 512 photo gives a {photo_features.shape[1]} x {photo_features.shape[2]} grid "
-    f"(512 / 16). {100 * zero_share:.0f} % of all values are exactly 0: the last layer is a ReLU, and with "
-    f"random weights its input is positive or negative about equally often. {silent} channels "
-    "are 0 everywhere on this photo: their filter never produced a positive value on it."
+    f"(512 / 16). {100 * zero_share:.0f} % of all values are exactly 0: the last layer is a "
+    "ReLU, and with random weights its input is positive or negative about equally often. "
+    f"{silent} channels are 0 everywhere on this photo: their filter never produced a positive "
+    "value on it."
 )
 
 # %% [markdown]

@@ -35,6 +35,7 @@ from tutorial_det.viz import (
     draw_boxes,
     draw_cell,
     draw_cell_grid,
+    draw_legend,
     show_image,
 )
 from tutorial_det.widgets import AnchorExplorer
@@ -77,25 +78,25 @@ for i, box in enumerate(base.tolist()):
     w, h = box[2] - box[0], box[3] - box[1]
     corners = ", ".join(f"{v:.2f}" for v in box)
     print(
-        f"{i:2d}  {ratios[i // 3]:5}  {scales[i % 3]:5}  {w:6.2f}  {h:6.2f}  {w * h:7.0f}   {corners}"
+        f"{i:2d}  {ratios[i // 3]:5}  {scales[i % 3]:5}  {w:6.2f}  {h:6.2f}  {w * h:7.0f}"
+        f"   {corners}"
     )
 print("same as anchor_base():", torch.allclose(base, anchor_base()))
 
 # %% [markdown]
 # Row `i` has ratio `ratios[i // 3]` and scale `scales[i % 3]`. The three anchors of each scale
 # have the same area (128² = 16384, 256² = 65536, 512² = 262144 square pixels): the ratio only
-# trades width for height. Anchor 0, for example, is 181.02 wide and 90.51 high: `16 x 8 / sqrt(0.5)`
-# and `16 x 8 x sqrt(0.5)`. The largest ones reach far outside the image: anchor 2 spans
-# x from -354 to 370.
+# trades width for height. Anchor 0, for example, is 181.02 wide and 90.51 high:
+# `16 x 8 / sqrt(0.5)` and `16 x 8 x sqrt(0.5)`. The largest ones reach far outside the image:
+# anchor 2 spans x from -354.04 to 370.04.
 #
-# The package's `anchor_base()` gives the same 9 rows. (The seed notebook printed its anchors as
+# The package's `anchor_base()` gives the same 9 rows. (The walkthrough printed its anchors as
 # `y1, x1, y2, x2`; this course writes every box as `x1, y1, x2, y2`.)
 #
 # How big is that on a real photo? Here are the 9 anchors of one cell of the astronaut photo,
 # resized to 800 x 800 (a square photo, so nothing is distorted), with the cell grid, the chosen
 # cell (yellow), and the photo's hand-drawn face and person boxes (magenta, dotted) for
-# comparison. Each ratio has
-# its colour; the three nested boxes of a colour are its three scales.
+# comparison. Each ratio has its colour; the three nested boxes of a colour are its three scales.
 
 # %%
 size = 800
@@ -117,9 +118,17 @@ draw_boxes(
 )
 draw_anchors(ax, cell_anchors, colours=colours)
 draw_cell(ax, row, column, stride)
+draw_legend(
+    ax,
+    [(f"ratio {r:g}", class_colour(i)) for i, r in enumerate(ratios)]
+    + [("hand-drawn box", "magenta", {"linestyle": ":"}), ("the cell", "yellow", {"linewidth": 6})],
+)
 ax.set_xlim(0, size)
 ax.set_ylim(size, 0)
 plt.show()
+for i in keep:
+    x1, y1, x2, y2 = boxes800[i].tolist()
+    print(f"{names[int(target['labels'][i])]:>6}: {x2 - x1:.0f} x {y2 - y1:.0f} pixels (w x h)")
 
 # %% [markdown]
 # The 128-pixel square (orange, smallest) is close to the face's size, the 512-pixel square to the
@@ -164,7 +173,8 @@ def centre(box):
 for k in (0, 9, 450, 22499):
     cell, a = divmod(k, 9)
     print(
-        f"anchor {k:5d}: cell (row {cell // 50}, column {cell % 50}), anchor {a}, centre {centre(anchors[k])}"
+        f"anchor {k:5d}: cell (row {cell // 50}, column {cell % 50}), anchor {a}, "
+        f"centre {centre(anchors[k])}"
     )
 
 # %% [markdown]
@@ -197,23 +207,28 @@ print(f"inside: {int(inside.sum())} of {len(anchors)}; crossing the border: {int
 # %%
 centres = torch.arange(width) * stride + stride / 2
 total = 0
-print("anchor   width  height  nx  ny  nx*ny")
+print("anchor   width  height  nx  x centres  ny  y centres  nx*ny")
 for a, box in enumerate(base):
     w, h = (box[2] - box[0]).item(), (box[3] - box[1]).item()
-    nx = int(((centres - w / 2 >= 0) & (centres + w / 2 <= size)).sum())
-    ny = int(((centres - h / 2 >= 0) & (centres + h / 2 <= size)).sum())
+    fits_x = centres[(centres - w / 2 >= 0) & (centres + w / 2 <= size)]
+    fits_y = centres[(centres - h / 2 >= 0) & (centres + h / 2 <= size)]
+    nx, ny = len(fits_x), len(fits_y)
     total += nx * ny
-    print(f"{a:6d}  {w:6.1f}  {h:6.1f}  {nx:2d}  {ny:2d}  {nx * ny:5d}")
+    print(
+        f"{a:6d}  {w:6.1f}  {h:6.1f}  {nx:2d}  {fits_x[0]:3.0f} - {fits_x[-1]:3.0f}"
+        f"  {ny:2d}  {fits_y[0]:3.0f} - {fits_y[-1]:3.0f}  {nx * ny:5d}"
+    )
 print("total:", total)
 
 # %% [markdown]
 # The 128-pixel square fits wherever its centre is at least 64 pixels from both borders: centres
-# 72 to 728, 42 columns and 42 rows, 1764 cells. The 512-pixel square needs centres from 256 to
-# 544: 18 x 18 = 324 cells. The 724-pixel-wide anchor (ratio 0.5, scale 32) fits in only 4
+# 72 to 728, 42 columns and 42 rows, 1764 cells. The 512-pixel square needs centres from 264 to
+# 536: 18 x 18 = 324 cells. The 724.1-pixel-wide anchor (ratio 0.5, scale 32) fits in only 4
 # columns, centres 376 to 424, and its tall twin in only 4 rows. The 9 counts add up to 8940.
 #
 # Per cell, the map below shows how many of its 9 anchors lie inside: all 9 in the middle, fewer
-# towards the border, none near the corners, where even the smallest anchor sticks out.
+# towards the border, and none in a frame along the border, where even the smallest anchors
+# stick out.
 
 # %%
 per_cell = inside.reshape(height, width, 9).sum(dim=-1)
@@ -224,20 +239,23 @@ ax.set_title("inside anchors per cell (50 x 50 grid)")
 ax.set_xlabel("column j")
 ax.set_ylabel("row i")
 plt.show()
+frame = torch.ones(height, width, dtype=torch.bool)
+frame[3:-3, 3:-3] = False  # the 3 rows and 3 columns along each border
+empty = per_cell == 0
+print(f"cells with all 9 inside: {int((per_cell == 9).sum())} | with none: {int(empty.sum())}")
 print(
-    "cells with all 9 inside:",
-    int((per_cell == 9).sum()),
-    "| with none:",
-    int((per_cell == 0).sum()),
+    f"  in the frame of 3 rows and 3 columns along the border: {int((empty & frame).sum())}", end=""
 )
+print(f" of its {int(frame.sum())} cells; inside the frame: {int((empty & ~frame).sum())}", end="")
+print(f", {int((empty & ~frame)[:25, :25].sum())} of them in the top-left quarter")
 
 # %% [markdown]
 # All 9 fit only where the two largest non-square anchors fit, 4 columns for the wide one times 4
 # rows for the tall one: the 16 cells in the middle. No anchor fits in the frame of 3 rows and 3
 # columns along the border: their centres (8, 24, 40 pixels from the edge) are closer to it than
-# 45.25 pixels, half the shortest side of the smallest anchor. That frame has 2500 - 44 x 44 = 564
-# cells; the other 20 empty cells sit in the corners just inside it (5 per corner), where the
-# anchors that are short in one direction are too long in the other.
+# 45.25 pixels, half the shortest side of the smallest anchor. That frame holds 564 of the empty
+# cells; the other 20 sit in the corners just inside it (5 per corner), where the anchors that
+# are short in one direction are too long in the other.
 #
 # ## 4. torchvision's `AnchorGenerator`
 #
@@ -256,7 +274,7 @@ print("their cell anchor 0:", generator.cell_anchors[0][0].tolist())
 print("ours, moved to (0, 0):", [round(v, 2) for v in (base[0] - stride / 2).tolist()])
 print("centre of anchor 0: theirs", centre(theirs[0]), "ours", centre(anchors[0]))
 gap = (anchors - (theirs + stride / 2)).abs()
-print(f"largest |ours - (theirs + 8)|: {gap.max().item():.4f} px")
+print(f"largest |ours - (theirs + 8)|: {gap.max().item():.2f} px")
 print("their anchors inside the image:", int(inside_anchors(theirs, (size, size)).sum()))
 
 # %% [markdown]
@@ -273,10 +291,10 @@ print("their anchors inside the image:", int(inside_anchors(theirs, (size, size)
 #   our 8940. torchvision never drops anchors that cross the border (it clips the proposals
 #   instead), so the count does not matter to it; in our labelling (lesson 03) it would.
 #
-# Neither convention is wrong as long as the whole pipeline agrees: torchvision's feature
-# cell `(i, j)` is credited with a window centred on `(16 j, 16 i)` by its box coder as well.
-# This course uses cell centres, which is where lesson 01 showed a cell's receptive field is
-# centred (the `first centre` column: 8).
+# Neither convention is wrong as long as training and inference use the same anchors: the box
+# regression learns its offsets relative to whichever anchors it is given. This course uses cell
+# centres, which is where lesson 01 showed a cell's receptive field is centred (the
+# `first centre` column: 8).
 #
 # ## 5. Explore
 #
@@ -292,13 +310,16 @@ explorer
 # %% [markdown]
 # The sentence above the picture starts with the numbers of sections 2 and 3: 22500 anchors,
 # 8940 inside. The cell on the chin, (14, 22), is centred on `(22.5 x 16, 14.5 x 16) =
-# (360, 232)`; 6 of its 9 anchors fit, and its three scale-32 anchors cross the border (the
-# 512-pixel square and the tall one at the top, the wide one at the left). Every explorer can also be driven from code, which is how we can check what it
-# shows. A larger stride with the same scales gives fewer, **larger** anchors, because scales
-# are multiples of the stride:
+# (360, 232)`; 6 of its 9 anchors fit, and its three scale-32 anchors cross the border (dashed:
+# the 512-pixel square and the tall one at the top, the wide one at the left).
+#
+# Every explorer can also be driven from code, which is how we can check what it shows. A larger
+# stride with the same scales gives fewer, **larger** anchors, because scales are multiples of
+# the stride. (This explorer is not displayed, and its counts depend only on the image's size:
+# it gets a blank 800 x 800 image, which keeps the notebook file small.)
 
 # %%
-stride32 = AnchorExplorer(photo800, stride=32)
+stride32 = AnchorExplorer(torch.ones(3, size, size), stride=32)
 print(stride32.sentence)
 with stride32.hold():  # change two controls, redraw once
     stride32.scales.value = "4, 8, 16"
@@ -352,6 +373,7 @@ head = torch.zeros(1, 9 * 4, height, width)
 head[:, 0::4] = torch.arange(height, dtype=torch.float32).view(1, 1, height, 1)  # its row
 head[:, 1::4] = torch.arange(width, dtype=torch.float32).view(1, 1, 1, width)  # its column
 predicted_from = head.permute(0, 2, 3, 1).reshape(-1, 4)[:, :2].long()  # [22500, (row, column)]
+print("fake head output:", tuple(head.shape))
 
 
 def cell_of(boxes):
@@ -376,8 +398,8 @@ print(
 # the anchor sits at the **mirror image** of the cell across the diagonal: the prediction made at
 # cell (10, 40) is trained against an anchor at cell (40, 10), 480 pixels left and 480 pixels
 # down, far outside the 196-pixel receptive field of cell (10, 40). The network is asked to find
-# objects it cannot see. Nothing crashes, the loss even goes down a little (the head learns the
-# image-independent average), and the detector never works.
+# objects it cannot see, and nothing crashes: lesson 04 labels these anchors and shows where the
+# positive labels then land.
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 6.5))
@@ -386,6 +408,14 @@ draw_cell_grid(ax, (size, size), stride, colour="white", alpha=0.25)
 draw_cell(ax, 10, 40, stride, colour="gold")
 draw_anchors(ax, suspect[k : k + 1], colours=["red"], linewidth=2.5)
 draw_anchors(ax, anchors[k : k + 1], colours=["gold"], linewidth=2.5)
+draw_legend(
+    ax,
+    [
+        ("cell of prediction k, its anchor (row-major)", "gold"),
+        ("anchor k of the x-outer loop", "red"),
+    ],
+    loc="upper left",
+)
 ax.annotate(
     "",
     xy=centre(suspect[k]),
@@ -398,9 +428,9 @@ plt.show()
 
 # %% [markdown]
 # Yellow: the cell that makes prediction `k`, on the rocket, and the anchor it should refine
-# (row-major). Red: the anchor the x-outer loop pairs it with, on the astronaut's arm. The fix is to loop over rows (y) outside and columns (x)
-# inside, or to use `meshgrid(..., indexing="ij")` as in section 2. `check_grid_anchors` knows
-# this bug:
+# (row-major). Red: the anchor the x-outer loop pairs it with, on the astronaut's arm. The fix is
+# to loop over rows (y) outside and columns (x) inside, or to use `meshgrid(..., indexing="ij")`
+# as in section 2. `check_grid_anchors` knows this bug:
 
 # %%
 check_grid_anchors(anchors_x_then_y)

@@ -32,9 +32,10 @@ from torchvision.models.detection._utils import (
 )
 
 from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
-from tutorial_det.boxes import box_convert, box_iou, decode_boxes, encode_boxes
+from tutorial_det.boxes import box_area, box_convert, box_iou, decode_boxes, encode_boxes
 from tutorial_det.exercises import check_box_iou, check_label_anchors
 from tutorial_det.labelling import anchor_targets, label_anchors, sample_labels
+from tutorial_det.prose import say
 from tutorial_det.runtime import seed_everything
 from tutorial_det.samples import load_sample, sample_categories
 from tutorial_det.viz import draw_boxes, draw_labelled_anchors, show_image
@@ -68,7 +69,11 @@ show_image(blank, ax=left, title="blank 800 x 800, two ground truths")
 draw_boxes(left, gt, labels=[1, 2], class_names={1: "gt 0", 2: "gt 1"}, colour="tab:blue")
 left.set_xlim(0, 800)
 left.set_ylim(800, 0)
-show_image(photo, ax=right, title="motorcycle.jpg, 741 x 500, five ground truths")
+photo_height, photo_width = photo.shape[-2:]
+title = (
+    f"motorcycle.jpg, {photo_width} x {photo_height}, {len(photo_target['boxes'])} ground truths"
+)
+show_image(photo, ax=right, title=title)
 draw_boxes(right, photo_target["boxes"], photo_target["labels"], class_names=names)
 plt.show()
 
@@ -92,24 +97,43 @@ print(
 for g in range(len(gt)):
     column = iou[:, g]
     best = int(column.argmax())
+    anchor = inside_boxes[best]
+    contains = bool((anchor[:2] <= gt[g, :2]).all() and (anchor[2:] >= gt[g, 2:]).all())
+    gt_area, anchor_area = box_area(gt[g : g + 1]).item(), box_area(anchor[None]).item()
     print(
         f"gt {g}: overlaps {int((column > 0).sum())} anchors; "
-        f"highest IoU {column.max().item():.4f} with anchor {inside_boxes[best].tolist()}"
+        f"highest IoU {column.max().item():.4f} with anchor {anchor.tolist()}"
+    )
+    print(
+        f"      the anchor contains it: {contains}; area(gt) / area(anchor) = "
+        f"{gt_area:g} / {anchor_area:g} = {gt_area / anchor_area:.4f}"
     )
 
 # %% [markdown]
 # Ground truth 0 overlaps 5111 of the anchors at least a little, ground truth 1 overlaps 3772.
 # The highest IoUs are only **0.6813** and **0.6104**, and both best anchors are squares that
 # contain their ground truth entirely. For a box inside an anchor the intersection is the box
-# and the union is the anchor, so the IoU is simply the ratio of the areas:
-# `470 x 380 / 512² = 178600 / 262144 = 0.6813` and `200² / 256² = 40000 / 65536 = 0.6104`.
-# No anchor reaches the usual 0.7 for either box.
+# and the union is the anchor, so the IoU is simply the ratio of the areas: `470 x 380 / 512²`
+# and `200² / 256²`, as the second lines show. No anchor reaches the usual 0.7 for either box.
 #
 # How unusual is that? The curve below puts a square ground truth of every side from 32 to 720
-# pixels in the middle of the image and records the highest IoU any inside anchor reaches.
+# pixels, in steps of 8, in the middle of the image and records the highest IoU any inside anchor
+# reaches.
+
 
 # %%
-sides = torch.arange(32, 721, 8)
+def runs(values, step=8):
+    """[112, 120, 128, 216] -> "112-128, 216": consecutive values (step apart) as ranges."""
+    groups = [[values[0]]]
+    for value in values[1:]:
+        if value == groups[-1][-1] + step:
+            groups[-1].append(value)
+        else:
+            groups.append([value])
+    return ", ".join(f"{g[0]}-{g[-1]}" if len(g) > 1 else f"{g[0]}" for g in groups)
+
+
+sides = torch.arange(32, 720 + 1, 8)
 best_for_side = []
 for side in sides.tolist():
     square = torch.tensor([[400 - side / 2, 400 - side / 2, 400 + side / 2, 400 + side / 2]])
@@ -121,21 +145,21 @@ ax.plot(sides, best_for_side, marker=".")
 ax.axhline(0.7, color="tab:green", linestyle="--", label="0.7: positive")
 ax.axhline(0.3, color="tab:red", linestyle="--", label="0.3: negative below")
 for s in (128, 256, 512):
-    ax.axvline(s, color="grey", linewidth=0.8)
+    ax.axvline(s, color="grey", linewidth=0.8, label="anchor sizes" if s == 128 else None)
 ax.set_xlabel("side of a square ground truth in the middle of the image (pixels)")
 ax.set_ylabel("highest IoU with an anchor")
 ax.legend(loc="lower right")
 plt.show()
-reach = sides[best_for_side >= 0.7]
-print("sides reaching 0.7:", reach.tolist())
+print("sides reaching 0.7:", runs(sides[best_for_side >= 0.7].tolist()))
+print("sides below 0.7:   ", runs(sides[best_for_side < 0.7].tolist()))
 
 # %% [markdown]
 # IoU 0.7 is reached only near the three anchor sizes (grey lines): sides 112 to 152, 216 to 304
-# and 432 to 608 in steps of 8. A square smaller than about 108 pixels never reaches it, because
-# the smallest anchor is 128 pixels wide; neither do squares of about 160 to 208 or 312 to 424
-# pixels, which fall between two anchor sizes (our 200-pixel ground truth is one of them). Boxes
-# that are not square do worse still, unless their shape matches a ratio. The "IoU >= 0.7" rule
-# alone would leave many objects with no positive anchor at all: hence the rule of section 3c.
+# and 432 to 608. Squares of 104 pixels or less never reach it, because the smallest anchor is
+# 128 pixels wide; neither do squares of 160 to 208 or 312 to 424 pixels, which fall between two
+# anchor sizes (our 200-pixel ground truth is one of them), nor squares of 616 pixels or more,
+# too large for the largest anchor. The "IoU >= 0.7" rule alone would leave many objects with no
+# positive anchor at all: hence the rule of section 3c.
 #
 # Over all 8940 anchors, the highest IoU of each anchor (its best ground truth) is spread like
 # this:
@@ -203,14 +227,16 @@ print("after rule c: positives", int((labels == 1).sum()))
 # %%
 positive, negative, ignored = (int((labels == v).sum()) for v in (1, 0, -1))
 print(
-    f"positive {positive}, negative {negative}, ignored {ignored}, total {positive + negative + ignored}"
+    f"positive {positive}, negative {negative}, ignored {ignored}, "
+    f"total {positive + negative + ignored}"
 )
 
 # %% [markdown]
 # 18 positives, 7690 negatives and 1232 ignored anchors: 8940 in all. The ignored ones are the
-# 1250 anchors whose best IoU lies from 0.3 up to 0.7, minus the 18 best anchors among them. The order of the rules
-# matters: rule c comes after rule a, so a best anchor stays positive even if its IoU is below
-# 0.3 (a small object whose best anchor overlaps it poorly still gets one positive).
+# 1250 anchors whose best IoU lies from 0.3 up to 0.7, minus the 18 best anchors among them. The
+# order of the rules matters: rule c comes after rule a, so a best anchor stays positive even if
+# its IoU is below 0.3 (a small object whose best anchor overlaps it poorly still gets one
+# positive).
 #
 # The package's `label_anchors` and torchvision's `Matcher` (the one its RPN uses, with
 # `allow_low_quality_matches=True` for rule c) give the same labels. torchvision encodes them as
@@ -225,9 +251,9 @@ print("ours == torchvision Matcher:", torch.equal(labels, torchvision_labels))
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 6.5))
-show_image(blank, ax=ax, title="18 positive (green) and 1232 ignored (grey) anchors")
+show_image(blank, ax=ax, title=f"{positive} positive (green) and {ignored} ignored (grey) anchors")
 draw_labelled_anchors(ax, inside_boxes, labels, show=(-1, 1))
-draw_boxes(ax, gt, colour="tab:blue", linewidth=3)
+draw_boxes(ax, gt, colour="tab:blue", linewidth=3)[0].set_label("ground truth")
 ax.set_xlim(0, 800)
 ax.set_ylim(800, 0)
 ax.legend(loc="lower right")
@@ -241,8 +267,16 @@ plt.show()
 # ## 4. A balanced mini-batch
 #
 # 7690 negatives against 18 positives: a loss over all of them would be dominated by
-# background, and a network answering "background" everywhere would be right 99.8 % of the
-# time. Faster R-CNN therefore trains on a **mini-batch of 256 anchors per image** with at most
+# background.
+
+# %% jupyter={"source_hidden": true}
+say(
+    'A network answering "background" everywhere would be right '
+    f"{100 * negative / (negative + positive):.1f} % of the time on the labelled anchors."
+)
+
+# %% [markdown]
+# Faster R-CNN therefore trains on a **mini-batch of 256 anchors per image** with at most
 # half of them positive: it keeps up to 128 randomly chosen positives and fills the rest with
 # randomly chosen negatives. Everything not chosen becomes ignored (-1) for this step.
 
@@ -276,17 +310,21 @@ print(
 #
 # ## 5. Regression targets
 #
-# A positive anchor must also learn how to move onto its ground truth. Lesson 00's `encode_boxes`
-# writes that move as four numbers relative to the anchor's size: `dx = (x - xa) / wa`,
-# `dy = (y - ya) / ha` for the centres, `dw = log(w / wa)`, `dh = log(h / ha)` for the sizes.
+# A positive anchor must also learn how to move onto its ground truth. The package's
+# `encode_boxes` (in `tutorial_det.boxes`, next to lesson 00's box formats) writes that move as
+# four numbers relative to the anchor's size: `dx = (x - xa) / wa`, `dy = (y - ya) / ha` for the
+# centres, `dw = log(w / wa)`, `dh = log(h / ha)` for the sizes.
 
 # %%
 pos = labels == 1
 deltas = encode_boxes(gt[package_matched[pos]], inside_boxes[pos])
 print("deltas of the positives:", tuple(deltas.shape), "(dx, dy, dw, dh)")
 for k in (0, 1, 2, 17):
+    x1, y1, x2, y2 = inside_boxes[pos][k].tolist()
+    move = [round(v, 4) for v in deltas[k].tolist()]
     print(
-        f"  anchor {inside_boxes[pos][k].tolist()} -> gt {int(package_matched[pos][k])}: {[round(v, 4) for v in deltas[k].tolist()]}"
+        f"  anchor centred at ({(x1 + x2) / 2:g}, {(y1 + y2) / 2:g}), {x2 - x1:g} x {y2 - y1:g}"
+        f" -> gt {int(package_matched[pos][k])}: {move}"
     )
 
 # %% [markdown]
@@ -306,7 +344,7 @@ theirs = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0)).encode_single(
 print("same as torchvision's BoxCoder:", torch.allclose(deltas, theirs, atol=1e-6))
 
 # %% [markdown]
-# (The seed notebook computed these targets in the order `dy, dx, dh, dw` with its own
+# (The walkthrough computed these targets in the order `dy, dx, dh, dw` with its own
 # conversion helper, whose centre-y bug lesson 00 found: a tall box got a wrong `dy`.)
 #
 # `anchor_targets` does all of this for a whole image in one call: it drops the anchors crossing
@@ -337,7 +375,8 @@ print("non-zero delta rows:", int((rpn_deltas != 0).any(dim=1).sum()))
 # ## 6. Explore IoU
 #
 # Move and resize the two boxes; the dark area is the intersection, the whole shaded area the
-# union. (With no running kernel, for instance on a web page, the sliders do not respond.)
+# union. Widths and heights go down to 0, so lesson 00's zero-area boxes can be tried too. (With
+# no running kernel, for instance on a web page, the sliders do not respond.)
 
 # %%
 iou_explorer = IoUExplorer()
@@ -358,7 +397,14 @@ for d in (17, 18):
 # %% [markdown]
 # Slid by 17 pixels: intersection 83 x 100 = 8300, union 11700, IoU 0.709, still positive. By 18:
 # 0.695, no longer. For anchors, position is rarely the problem: a ground truth's centre is at
-# most 8 pixels from some cell centre. Size and shape are, as section 2 showed.
+# most 8 pixels from some cell centre in x and in y. Size and shape are, as section 2 showed.
+#
+# Two boxes of width 0 (lesson 00's edge case) have no area, and their union has none either:
+
+# %%
+with slide.hold():
+    slide.a_width.value = slide.b_width.value = 0
+print(slide.sentence)
 #
 # ## 7. Explore labelling
 #
@@ -370,12 +416,22 @@ labelling = LabellingExplorer(blank, gt)
 labelling
 
 # %% [markdown]
-# Things to try: lower the positive threshold to 0.6 (both ground truths then get many more
-# positives, as their best IoUs are 0.68 and 0.61), raise the negative threshold, switch off the
-# sampling to see all 7690 negatives, tick "draw ignored".
+# Things to try: lower the positive threshold to 0.6, raise the negative threshold, switch off
+# the sampling to see all 7690 negatives, tick "draw ignored". What should lowering the positive
+# threshold do? Each ground truth's positives, per threshold:
+
+# %%
+for pos_thresh in (0.7, 0.6):
+    lowered, lowered_gt = label_anchors(inside_boxes, gt, pos_thresh=pos_thresh)
+    per_gt = [int(((lowered == 1) & (lowered_gt == g)).sum()) for g in range(len(gt))]
+    print(f"positive at IoU >= {pos_thresh}: {per_gt} (gt 0, gt 1), {sum(per_gt)} in all")
+
+# %% [markdown]
+# At 0.6 ground truth 0, whose best IoU is 0.6813, gains the anchors from 0.6 up to it. Ground
+# truth 1 keeps the same 16: its best IoU, 0.6104, is shared by all of them, and no other anchor
+# reaches 0.6.
 #
-# On the photo, with the same anchors (the grid now has 500 // 16 = 31 rows and 741 // 16 = 46
-# columns):
+# On the photo, with the same anchors:
 
 # %%
 photo_labelling = LabellingExplorer(
@@ -384,21 +440,31 @@ photo_labelling = LabellingExplorer(
 photo_labelling
 
 # %% [markdown]
-# 31 x 46 x 9 = 12834 anchors, of which only 3803 lie inside this smaller image (the other 9031
-# cross its border). Of the inside ones, 25 are positive, 2901 negative and 877 ignored; the
-# sampled batch holds all 25 positives and 256 - 25 = 231 negatives, leaving 3803 - 256 = 3547
-# ignored. Which ground truth do the positives belong to?
+# The grid now has fewer cells, and fewer anchors fit inside the smaller image. Which ground
+# truth do the positives belong to, and which rule made them positive?
 
 # %%
 photo_iou = box_iou(photo_labelling.anchors, photo_target["boxes"])
 photo_labels, photo_matched = label_anchors(photo_labelling.anchors, photo_target["boxes"])
+by_threshold = photo_iou.max(dim=1).values >= 0.7  # rule b; the other positives come from rule c
+print(f"grid: {photo_height // 16} rows x {photo_width // 16} columns")
 for g, label in enumerate(photo_target["labels"].tolist()):
-    count = int(((photo_labels == 1) & (photo_matched == g)).sum())
-    print(f"{names[label]:>10}: highest IoU {photo_iou[:, g].max().item():.3f}, positives: {count}")
+    mine = (photo_labels == 1) & (photo_matched == g)
+    print(
+        f"gt {g} {names[label]:>10}: highest IoU {photo_iou[:, g].max().item():.3f}, "
+        f"positives {int(mine.sum())}: {int((mine & by_threshold).sum())} by rule b, "
+        f"{int((mine & ~by_threshold).sum())} by rule c"
+    )
 
-# The bench and the bicycle reach IoU 0.7 or more (0.745 and 0.880), so some of their 8 and 4
-# positives come from rule b. The motorcycle just misses it (0.699) and the two wheels stay at
-# 0.673 and 0.611: their 5, 2 and 6 positives all come from rule c, ties included. 25 in all.
+# %% [markdown]
+# 31 x 46 x 9 = 12834 anchors, of which only 3803 lie inside this smaller image (the other 9031
+# cross its border). Of the inside ones, 25 are positive, 2901 negative and 877 ignored; the
+# sampled batch holds all 25 positives and 256 - 25 = 231 negatives, leaving 3803 - 256 = 3547
+# ignored.
+#
+# The bench and the bicycle reach IoU 0.7 or more (0.745 and 0.880): all their 8 and 4 positives
+# come from rule b. The motorcycle just misses it (0.699) and the two wheels stay at 0.673 and
+# 0.611: their 5, 2 and 6 positives all come from rule c, ties included. 25 in all.
 #
 # ## 8. Spot the bug
 #
@@ -430,10 +496,10 @@ print(
 )
 
 # %% [markdown]
-# **Every one of the 8940 anchors is positive.** No inside anchor reaches into the corner (the
-# nearest one starts at (8, 8)), so the corner box's highest IoU is 0, and *every* anchor ties
-# with it at 0. Rule c makes them all "best anchors". One tiny box in a corner ruins the whole
-# image's targets: the network is told that the sky, the road and everything else is an object.
+# **Every one of the 8940 anchors is positive.** No inside anchor reaches into that 8 x 8 corner,
+# so the corner box's highest IoU is 0 (the last line), and *every* anchor ties with it at 0.
+# Rule c makes them all "best anchors". One tiny box in a corner ruins the whole image's targets:
+# the network is told that every anchor, background included, is an object.
 #
 # The fix is one condition: a best anchor counts only if its IoU is above 0 (a ground truth that
 # overlaps no anchor cannot be matched by rule c; a good data pipeline drops such boxes before
@@ -442,16 +508,18 @@ print(
 # %%
 fixed = label_anchors(inside_boxes, with_corner)[0]
 print("label_anchors: positive", int((fixed == 1).sum()), "| negative", int((fixed == 0).sum()))
+matches = Matcher(0.7, 0.3, allow_low_quality_matches=True)(box_iou(with_corner, inside_boxes))
+print("torchvision's Matcher: positive", int((matches >= 0).sum()))
 check_label_anchors(labels_by_rules)
 
 # %% [markdown]
 # With the fix the corner box gets no positive and the other anchors keep their labels (the
-# corner box changes no anchor's best IoU), so the counts are those of section 3. The check finds
-# our bug, and a second one we had not thought of: with no ground truth at all (an image of
-# background only, common in real data sets) `iou.max(dim=1)` has nothing to take the maximum
-# over and raises; `label_anchors` makes every anchor negative. torchvision's `Matcher` with `allow_low_quality_matches=True` behaves like our buggy
-# version here: its RPN rarely meets the case because it also keeps the anchors crossing the
-# border, which do reach into the corners.
+# corner box changes no anchor's best IoU), so the counts are those of section 3. torchvision's
+# `Matcher` with `allow_low_quality_matches=True` behaves like our buggy version here: its RPN
+# rarely meets the case because it also keeps the anchors crossing the border, which do reach
+# into the corners. The check finds our bug, and a second one we had not thought of: with no
+# ground truth at all (an image of background only, common in real data sets) `iou.max(dim=1)`
+# has nothing to take the maximum over and raises; `label_anchors` makes every anchor negative.
 #
 # ## 9. Exercises
 #
@@ -486,7 +554,7 @@ check_box_iou(my_box_iou)
 #
 # - The IoU matrix of anchors against ground truths (`[8940, 2]` here) decides every label. Its
 #   largest values show how well the anchor sizes fit the objects: a box inside an anchor has
-#   IoU = area ratio, so a 200-pixel square never exceeds 0.61 with 256-pixel anchors.
+#   IoU = area ratio, so a 200-pixel square never exceeds 0.6104 with 256-pixel anchors.
 # - Rules: negative if the best IoU is < 0.3; positive if >= 0.7; positive also for every anchor
 #   sharing a ground truth's highest IoU (ties included, IoU > 0); everything else ignored. On
 #   the example: 18 positive, 7690 negative, 1232 ignored.

@@ -96,7 +96,7 @@ def grid_anchors_cases() -> list[Case]:
             (one, (2, 3), 16),
             hint=(
                 "anchor i * W + j must sit in row i, column j: loop over rows (y) outside and "
-                "columns (x) inside. Looping over x outside (column-major, as the seed notebook "
+                "columns (x) inside. Looping over x outside (column-major, as the walkthrough "
                 "does) puts anchors and the head's (N, H, W, A) predictions at different places"
             ),
         ),

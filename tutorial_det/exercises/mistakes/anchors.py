@@ -119,7 +119,7 @@ def _shifts(rows, columns, stride, device):
 
 
 @GRID_ANCHORS.add(
-    "Your anchors come column by column (x in the outer loop, the seed notebook's order); the "
+    "Your anchors come column by column (x in the outer loop, the walkthrough's order); the "
     "head's (N, H, W, A) output goes row by row, so loop over rows (y) outside."
 )
 def grid_column_major(base, feature_size, stride):
