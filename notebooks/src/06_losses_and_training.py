@@ -19,6 +19,7 @@
 # of it training.
 
 # %%
+import copy
 import math
 import time
 
@@ -43,6 +44,7 @@ from tutorial_det.rpn import (
     objectness_probability,
     propose,
     rpn_loss,
+    to_anchor_order,
 )
 from tutorial_det.runtime import seed_everything
 from tutorial_det.samples import load_sample
@@ -159,6 +161,56 @@ print(
 # %% [markdown]
 # (torchvision's loss samples its own 256 anchors from the labels; with exactly 256 labelled
 # anchors it keeps them all, so the two agree to the last digit.)
+#
+# **The same model, not the same training.** The cross entropy's gradient with respect to `o`
+# is the negative of its gradient with respect to `b`: the two halves of `cls_logits` move by
+# the same amount in opposite directions, each as far as torchvision's single logit would, so
+# their difference `o - b` moves twice as far. A few Adam steps on the objectness layer alone,
+# from the same start (the single logit's weights are the differences of the pair's):
+
+# %%
+hidden = F.relu(rpn.head.conv(features)).detach()  # [1, 512, 50, 50]: what the 1x1 convs see
+sampled = labels >= 0
+pair = rpn.head.cls_logits  # 2 A channels: (background, object) for each anchor
+single = torch.nn.Conv2d(512, rpn.num_anchors, 1)  # torchvision's: one logit for each anchor
+with torch.no_grad():
+    single.weight.copy_(pair.weight[1::2] - pair.weight[0::2])
+    single.bias.copy_(pair.bias[1::2] - pair.bias[0::2])
+
+
+def objectness_loss(layer):
+    out = layer(hidden)
+    if out.shape[1] == 2 * rpn.num_anchors:  # two logits: cross entropy
+        return F.cross_entropy(to_anchor_order(out, 2)[0][sampled], labels[sampled])
+    one = to_anchor_order(out, 1)[0, :, 0]  # one logit: binary cross entropy
+    return F.binary_cross_entropy_with_logits(one[sampled], labels[sampled].float())
+
+
+def after_adam_steps(layer, lr, steps=5):
+    layer = copy.deepcopy(layer)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = objectness_loss(layer)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return objectness_loss(layer).item()
+
+
+print(
+    f"before: two logits {objectness_loss(pair).item():.4f}, one {objectness_loss(single).item():.4f}"
+)
+print(
+    f"after 5 steps at lr 1e-3: two logits {after_adam_steps(pair, 1e-3):.4f}, "
+    f"one {after_adam_steps(single, 1e-3):.4f}; one at lr 2e-3: {after_adam_steps(single, 2e-3):.4f}"
+)
+
+# %% [markdown]
+# The same loss before; after five steps at the same learning rate the pair's is lower, and the
+# single logit at twice the rate matches it (`tests/test_rpn.py` checks that the weights agree
+# step for step). This package keeps the paper's two logits: at the same learning rate its
+# objectness logits move twice as far per step as torchvision's. `benchmarks/train_faster_rcnn.py`
+# compares the two detectors step for step over several seeds.
 #
 # ## 3. The RoI head loss
 #
