@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Lessons whose prose has been audited against their outputs. Add a lesson here when its audit is
 #: done; from then on a number in its prose that its outputs do not show fails the test.
-AUDITED = ["00", "01", "02", "03"]
+AUDITED = ["00", "01", "02", "03", "09", "10"]
 
 
 class From:
@@ -72,6 +72,36 @@ ALLOWED: dict[str, dict[str, str | From]] = {
         "56": "worked arithmetic: 256 - 200 pixels of slack",
         "0.176": "worked arithmetic: (1 - 0.7) / (1 + 0.7)",
         "192": "an exercise's anchor size, scale 12 at stride 16",
+    },
+    "09": {
+        "0.05": "worked arithmetic: a loss of 0.05 reported with the constant 0.1 added",
+        "0.15": "worked arithmetic: 0.05 + 0.1",
+        "0.5": "check_train_epoch's learning rate, halved each epoch (exercises/training.py)",
+        "256": "Faster R-CNN's anchors sampled per image (the paper's constant)",
+    },
+    "10": {
+        "2400": "worked arithmetic: intersection 48 x 50 of d1 and g0",
+        "2600": "worked arithmetic: union 2500 + 2500 - 2400 of d1 and g0",
+        "1750": "worked arithmetic: intersection 50 x 35 of d2 and g0",
+        "3250": "worked arithmetic: union 2500 + 2500 - 1750 of d2 and g0",
+        "0.45": "a score threshold chosen below d5's score, to keep all five detections",
+        "2010": "the year Pascal VOC adopted all-point AP",
+        "2007": "the year of Pascal VOC's 11-point AP",
+        "0.2222": "worked arithmetic: 1/3 x 2/3",
+        "0.4": "worked arithmetic: the recall levels 0.4 to 0.6; the precision 2/5",
+        "2.4": "worked arithmetic: 4 x 0.6",
+        "8.4": "worked arithmetic: 4 + 2 + 2.4",
+        "0.01": "the step of COCO's 101 recall levels (the three APs printed differ by less)",
+        "0.33": "worked arithmetic: the last COCO recall level below 1/3",
+        "0.34": "worked arithmetic: the first COCO recall level above 1/3",
+        "0.66": "worked arithmetic: the last COCO recall level below 2/3",
+        "0.67": "worked arithmetic: the first COCO recall level above 2/3",
+        "33": "worked arithmetic: the COCO recall levels 0.34 to 0.66",
+        "34": "worked arithmetic: the COCO recall levels 0 to 0.33, and 0.67 to 1",
+        "20.4": "worked arithmetic: 34 x 0.6",
+        "76.4": "worked arithmetic: 34 + 22 + 20.4",
+        "32": "COCO's small objects: area below 32 x 32 pixels (a definition)",
+        "96": "COCO's large objects: area above 96 x 96 pixels (a definition)",
     },
 }
 

@@ -22,8 +22,8 @@
 #   equals one process with twice the batch.
 #
 # **You need** lessons 07 (SSD) and 08 (WPOD-Net), whose models train here, and basic PyTorch
-# training (a loss, `backward`, an optimizer). The notebook runs in about a minute and a half on a laptop
-# CPU.
+# training (a loss, `backward`, an optimizer). The notebook runs in well under a minute on a quiet
+# laptop CPU (the README's lesson table gives the time).
 
 # %%
 import json
@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
+from torchvision.ops import FrozenBatchNorm2d
 
 from tutorial_det.cli import main as tutorial_det_cli
 from tutorial_det.cli import open_data, parse_data
@@ -48,6 +50,7 @@ from tutorial_det.data import SamplePool, ShapesDataset, detection_collate, trai
 from tutorial_det.exercises.training import check_train_epoch
 from tutorial_det.model_file import freeze_batch_norm, load_model_file
 from tutorial_det.models import build_model
+from tutorial_det.prose import say
 from tutorial_det.runtime import seed_everything
 from tutorial_det.training import (
     CHECKPOINT_NAME,
@@ -63,11 +66,14 @@ from tutorial_det.viz import draw_boxes, plot_history, show_image
 
 seed_everything(0)
 work = Path(tempfile.mkdtemp(prefix="lesson09_"))  # every file this lesson writes goes here
-# The CPU on purpose, even with a GPU at hand: several demonstrations compare runs bit for bit,
-# which needs deterministic kernels.
-QUIET = {"progress": False, "log_every": None, "device": "cpu"}
+QUIET = {"progress": False, "log_every": None, "device": "cpu"}  # see the next cell
 
 # %% [markdown]
+# Everything in this lesson trains on the CPU, even with a GPU at hand (`QUIET` holds the
+# settings of its `fit` calls): several demonstrations compare two runs bit for bit, which the
+# CPU's kernels guarantee (on a GPU some kernels add in a varying order; section 3f says what
+# that changes), and section 5 starts two processes on this one machine.
+#
 # The training data throughout: synthetic shapes (lesson 07's data set) at 64 x 64 pixels, small
 # enough that a training step of the small SSD takes a fraction of a second on a CPU.
 # `open_data` is what the command line uses: it scales the shapes' sizes with the image.
@@ -213,7 +219,7 @@ print("accumulated .item():", type(kept.item()).__name__)
 #
 # **Bug 4: an epoch-based schedule stepped every batch.** `lambda epoch: 0.95 ** epoch` means "5 %
 # less per epoch". `scheduler.step()` inside the batch loop advances it once per *batch*. With the
-# 2000 training images of the command line's default in batches of 8 (250 batches per epoch):
+# command line's default of 2000 training images in batches of 8, an epoch has 250 batches:
 
 
 # %%
@@ -233,8 +239,9 @@ def learning_rates(epochs, batches_per_epoch, step_per_batch):
     return rates
 
 
-per_epoch = learning_rates(30, 250, step_per_batch=False)
-per_batch = learning_rates(30, 250, step_per_batch=True)
+batches_per_epoch = 2000 // 8  # tutorial-det train's defaults: --train-size 2000, --batch-size 8
+per_epoch = learning_rates(30, batches_per_epoch, step_per_batch=False)
+per_batch = learning_rates(30, batches_per_epoch, step_per_batch=True)
 for epoch in (1, 2, 10):
     print(f"epoch {epoch}: per epoch {per_epoch[epoch]:.4f}, per batch {per_batch[epoch]:.3g}")
 
@@ -247,12 +254,18 @@ ax.set_ylim(1e-40, 2)
 ax.legend()
 plt.show()
 
+# %% jupyter={"source_hidden": true}
+say(f"""
+    Intended: 0.95 after one epoch, 0.95² = {per_epoch[2]:.4f} after two, 0.95¹⁰ =
+    {per_epoch[10]:.4f} after ten. Stepped every batch the exponent is {batches_per_epoch} times
+    larger: {per_batch[1]:.2g} after one epoch, {per_batch[2]:.2g} after two, {per_batch[10]:.1e}
+    after ten (the curve leaves the plot).
+""")
+
 # %% [markdown]
-# Intended: 0.95 after one epoch, 0.95² = 0.9025 after two, 0.95¹⁰ = 0.5987 after ten. Stepped
-# every batch the exponent is 250 times larger: 0.95²⁵⁰ = 2.7e-06 after one epoch, 7.3e-12 after
-# two, 0.95²⁵⁰⁰ ≈ 1e-56 after ten (the curve leaves the plot). The model stops learning during its
-# first epoch, and the loss curve looks like convergence. `fit` takes `scheduler_interval="epoch"`
-# for such schedules; its default, `"step"`, suits schedules written in steps (warm-up, cosine).
+# The model stops learning during its first epoch, and the loss curve looks like convergence.
+# `fit` takes `scheduler_interval="epoch"` for such schedules; its default, `"step"`, suits
+# schedules written in steps (warm-up, cosine).
 #
 # **Bug 5: the test loop reads the wrong key.** The batches hold `"images"`; the test reads
 # `"image"`:
@@ -275,10 +288,11 @@ except TypeError as error:
     print("TypeError:", error)
 
 # %% [markdown]
-# The template has more to fix than its five bugs: it hard-codes the GPU (every batch is sent to
-# a CUDA device by name), loads checkpoints with `torch.load` without `weights_only=True` (which runs any
-# code pickled into the file), restores the optimizer only to test, and keeps the checkpoint with
-# the lowest *training* loss, which says nothing about held-out data.
+# The template above keeps the checkpoint with the lowest *training* loss, which says nothing
+# about held-out data. The training-loop template it is shortened from (one of the course's source
+# documents, see the README) has more to fix: it sends every batch to a CUDA device by name, loads
+# checkpoints with `torch.load` without `weights_only=True` (which runs any code pickled into the
+# file), and restores the optimizer only to test.
 #
 # The exercise at the end asks you to write one epoch correctly. `check_train_epoch` runs your
 # function and `fit` from the same weights on a toy detector, and compares the learning rate after
@@ -299,7 +313,6 @@ def template_epoch(model, batches, optimizer, scheduler=None):
     return epoch_loss / len(batches)
 
 
-# NBVAL_IGNORE_OUTPUT
 template_check = check_train_epoch(template_epoch)
 
 # %%
@@ -311,14 +324,34 @@ for mistake in template_check.causes:
 # The check names two causes (the report above gives the numbers): the running total that is
 # never added to (bug 3: every mean returned is 0), then the scheduler stepped after every batch
 # (bug 4: after three batches the learning rate is 0.5 x 0.5³ instead of 0.5 x 0.5). Bug 2 hides
-# behind bug 3 here; fix the accumulation and the check names the added constant.
+# behind bug 3 here. With the accumulation fixed, the check names the added constant:
+
+
+# %%
+def template_epoch_summed(model, batches, optimizer, scheduler=None):
+    epoch_loss = 0.0
+    for images, targets in batches:
+        optimizer.zero_grad()
+        loss = LAMBDA + sum(model(images, targets).values())
+        loss.backward()
+        optimizer.step()
+        epoch_loss += loss.item()  # bug 3 fixed
+        if scheduler is not None:
+            scheduler.step()
+    return epoch_loss / len(batches)
+
+
+summed_check = check_train_epoch(template_epoch_summed, verbose=False)
+print("the causes named:", [mistake.name for mistake in summed_check.causes])
+
+# %% [markdown]
 #
 # ## 2. From the template to `fit`
 #
 # `fit` is the loop every lesson uses. Each optimizer step:
 #
 # 1. takes the next batch and moves it to the device;
-# 2. runs the forward pass (under autocast with mixed precision on a GPU);
+# 2. runs the forward pass (under autocast when mixed precision is on, by default on a GPU);
 # 3. averages the loss terms over the processes (with several) and **stops with an error naming
 #    the step and the terms** if one is NaN or infinite, before the weights are touched;
 # 4. backward (through a gradient scaler for float16);
@@ -349,14 +382,12 @@ print("loss terms recorded:", sorted(history.terms))
 # separately; their sum is `history.loss`:
 
 # %%
-# NBVAL_IGNORE_OUTPUT
 print("loss per step:", [round(v, 3) for v in history.loss])
 plot_history(history, smoothing=0.0)
 plt.show()
 
 # %% [markdown]
-# (Loss values vary with the machine; eight steps on sixteen images teach the model little. The
-# training lessons show real curves.)
+# (Eight steps on sixteen images teach the model little; the training lessons show real curves.)
 #
 # ## 3. A production trainer, feature by feature
 #
@@ -391,17 +422,23 @@ torch.manual_seed(0)
 fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
 show_image(image, ax=axes[0], title="original")
 draw_boxes(axes[0], target["boxes"], target["labels"], class_names=classes)
+kept_boxes = []
 for ax in axes[1:]:
     new_image, new_target = augment(image, target)
-    show_image(new_image, ax=ax, title=f"{len(new_target['boxes'])} boxes")
+    kept_boxes.append(len(new_target["boxes"]))
+    show_image(new_image, ax=ax, title=f"{kept_boxes[-1]} boxes")
     draw_boxes(ax, new_target["boxes"], new_target["labels"], class_names=classes)
 plt.show()
 
+# %% jupyter={"source_hidden": true}
+say(
+    f"The image has {len(target['boxes'])} shapes. A shape that the crop cuts to less than half "
+    f"its area loses its box: the draws keep {', '.join(map(str, kept_boxes[:-1]))} and "
+    f"{kept_boxes[-1]} of the {len(target['boxes'])} boxes; a shape cut less keeps its box, "
+    "clipped to the window."
+)
+
 # %% [markdown]
-# The image has four shapes. A shape that the crop cuts to less than half its area loses its box:
-# the first draw keeps 2 of the 4 boxes, the last two keep 3; a shape cut less keeps its box,
-# clipped to the window.
-#
 # ### 3b. Fine-tune restore
 #
 # A detector trained for our three shapes, restarted for five (adding hexagons and stars):
@@ -445,9 +482,9 @@ print(f"backbone batch-norm statistics changed: {len(statistics)}, e.g. {statist
 # %% [markdown]
 # The 18 frozen tensors are the backbone's convolution and batch-norm weights and biases.
 # `param_groups` puts every trainable tensor in exactly one group: the 12 biases outside the
-# backbone in the `\.bias$` group at twice the rate, the 16 other tensors at the base rate. (Scaling a group's
-# learning rate is PyTorch's form of the gradient multiplier: the two are the same for SGD, and
-# for Adam-like optimizers, which normalise the gradient's size away, only the rate has an
+# backbone in the `\.bias$` group at twice the rate, the 16 other tensors at the base rate. (Scaling
+# a group's learning rate is PyTorch's form of the gradient multiplier: the two are the same for
+# SGD, and for Adam-like optimizers, which normalise the gradient's size away, only the rate has an
 # effect.) After two steps no frozen weight moved and the heads did.
 #
 # But the frozen backbone's batch-norm **running statistics** changed (the running mean and
@@ -458,7 +495,10 @@ print(f"backbone batch-norm statistics changed: {len(statistics)}, e.g. {statist
 
 # %%
 replaced = freeze_batch_norm(model5)
-print("batch-norm layers frozen:", replaced, "(6 in the backbone, 4 in the extra stages)")
+in_backbone = sum(
+    isinstance(module, FrozenBatchNorm2d) for module in model5.backbone.modules()
+)  # fmt: skip
+print(f"batch-norm layers frozen: {replaced} ({in_backbone} of them in the backbone)")
 before = {name: value.clone() for name, value in model5.state_dict().items()}
 fit(
     model5,
@@ -487,7 +527,7 @@ print(
 w = torch.zeros(2, requires_grad=True)
 (w * torch.tensor([3.0, 4.0])).sum().backward()
 norm = torch.nn.utils.clip_grad_norm_([w], max_norm=1.0)
-print("norm before:", norm.item(), "| gradient after:", w.grad.tolist())
+print("norm before:", norm.item(), "| gradient after:", [round(g, 4) for g in w.grad.tolist()])
 
 # %% [markdown]
 # The gradient (3, 4) has length 5; scaled by 1/5 it becomes (0.6, 0.8), of length 1. `fit` clips
@@ -495,7 +535,6 @@ print("norm before:", norm.item(), "| gradient after:", w.grad.tolist())
 # often clipping acted:
 
 # %%
-# NBVAL_IGNORE_OUTPUT
 torch.manual_seed(0)
 model = build_model("ssd", len(classes))
 history = fit(
@@ -508,6 +547,13 @@ history = fit(
     **QUIET,
 )
 print("gradient norm before clipping, per step:", [round(g, 1) for g in history.grad_norm])
+clipped = sum(g > 10.0 for g in history.grad_norm)
+
+# %% jupyter={"source_hidden": true}
+say(
+    f"Clipping acted at {clipped} of the {len(history.grad_norm)} steps: a freshly initialised "
+    "detector's gradients are large."
+)
 
 # %% [markdown]
 # ### 3e. The NaN check
@@ -551,21 +597,22 @@ except NonFiniteLossError as error:
         "| non-finite terms:",
         [k for k, v in error.values.items() if not math.isfinite(v)],
     )
-    print(str(error).split(": ")[0])
+    print(textwrap.fill(str(error), width=100))
 
 # %% [markdown]
 # Without shuffling, batch 2 holds images 4 to 7, image 5 among them: the run stops at step 2,
-# names both loss terms, and the weights are those after step 1 (the step that saw the NaN never
-# reached the optimizer). The message goes on to list the usual causes.
+# names both loss terms, lists the usual causes, and the weights are those after step 1 (the step
+# that saw the NaN never reached the optimizer).
 #
 # ### 3f. Checkpoints and an exact resume
 #
 # `fit` writes `last.pt` atomically (a temporary file, `fsync`, then an atomic rename: a crash
-# during the write leaves the previous checkpoint intact) every `checkpoint_every` steps and at the
-# end. It holds the model, the optimizer, the scheduler, the step, the epoch and the position in
-# it, the history and every random generator's state. A run of 6 steps (2 epochs of 3 batches),
-# straight through, and the same run interrupted after step 4, in the middle of epoch 2, then
-# resumed:
+# during the write leaves the previous checkpoint intact, and the next run removes the temporary
+# file) every `checkpoint_every` steps, at the end, and when training stops on an exception (a NaN,
+# a corrupt image, Ctrl-C). It holds the model, the optimizer, the scheduler, the step, the epoch
+# and the position in it, the history and every random generator's state. A run of 6 steps (2 epochs
+# of 3 batches), straight through, and the same run interrupted after step 4, in the middle of epoch
+# 2, then resumed:
 
 
 # %%
@@ -609,6 +656,11 @@ print(
 # Identical weights, although the data set draws random augmentations and SSD's hard-negative
 # mining depends on the weights: the resumed run skipped exactly the 1 batch of epoch 2 it had
 # already trained on, restored the random generators of Python, NumPy and torch, and went on.
+# That holds for every run on the CPU. On a GPU some kernels (the backward passes of convolutions
+# and of `index_select`, for example) add in a varying order, so that two runs with the same
+# settings, and a run and its resumed twin, end close together but not bit for bit, unless `fit`
+# runs with deterministic kernels (`fit(..., deterministic=True)`; its `resume` argument says
+# more).
 #
 # Restoring only the model and the optimizer (what the template's checkpoint holds) is not enough:
 
@@ -636,7 +688,8 @@ print("naive resume == straight:", same)
 # ## 4. Feeding the model: sample pool or DataLoader
 #
 # A step waits for its batch. Three ways to produce batches of 8 augmented 128 x 128 shapes
-# images, measured here (on a busy machine the numbers move a lot):
+# images, measured here as images per second and as a ratio to the first way (the numbers
+# change from run to run, and a lot on a busy machine):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -673,23 +726,23 @@ with SamplePool.from_dataset(source, pool_size=64, num_workers=2, min_samples=64
     produced_before, start = pool.produced, time.perf_counter()
     time.sleep(1.0)
     fresh = (pool.produced - produced_before) / (time.perf_counter() - start)
-print(f"main process, one image after the other: {plain:7.0f} images/s")
-print(f"DataLoader, 2 worker processes:          {workers:7.0f} images/s")
-print(f"SamplePool, 2 threads, batches served:   {served:7.0f} images/s")
-print(f"SamplePool, new samples rendered:        {fresh:7.0f} images/s")
+for name, rate in (
+    ("main process, one image after the other", plain),
+    ("DataLoader, 2 worker processes", workers),
+    ("SamplePool, 2 threads, batches served", served),
+    ("SamplePool, new samples rendered", fresh),
+):
+    print(f"{name:<40} {rate:9.0f} images/s = {rate / plain:9,.1f} x the main process")
 
-# %% [markdown]
-# How to read the numbers (they change from run to run): rendering and augmenting in the main
-# process gives a baseline; a `DataLoader` with worker *processes* renders in parallel, truly
-# (each process has its own Python interpreter), at the price of copying every batch between
-# processes. Workers also run torch with one thread each, which suits many small image
-# operations: on a machine whose cores are busy, the main process's pool of torch threads can make
-# the same augmentations many times slower (measured here while other jobs ran: 15 against 295
-# images per second). The sample pool serves batches almost for free, because it hands out samples it
-# already holds, with repetition; the rate at which it renders *new* samples is bounded by its
-# threads sharing one interpreter (only the NumPy and torch parts run in parallel). The pool suits
-# expensive samples and a model that can learn from repeats (WPOD-Net, lesson 08); the DataLoader
-# gives every sample exactly once per epoch, which `fit`'s exact resume relies on.
+# %% [markdown] How to read the numbers (they change from run to run): rendering and augmenting in
+# the main process gives a baseline; a `DataLoader` with worker *processes* renders in parallel,
+# truly (each process has its own Python interpreter), at the price of copying every batch between
+# processes (on a machine whose cores are busy with other work, the workers compete with them and
+# may well lose to the main process). The sample pool serves batches almost for free, because it
+# hands out samples it already holds, with repetition; the rate at which it renders *new* samples is
+# bounded by its threads sharing one interpreter (only the NumPy and torch parts run in parallel).
+# The pool suits expensive samples and a model that can learn from repeats (WPOD-Net, lesson 08);
+# the DataLoader gives every sample exactly once per epoch, which `fit`'s exact resume relies on.
 #
 # ## 5. Several processes: data-parallel training
 #
@@ -734,8 +787,9 @@ print("frozen batch norm:", together_equals_alone(wpod))
 # With training-mode batch norm the two differ; with the statistics frozen they agree. So two
 # processes of two images each should end exactly where one process with four images ends, if
 # batch norm is frozen (`--frozen-batch-norm` on the command line). The command line under
-# `torchrun`, two processes on this CPU (the Gloo backend), three steps; `--tee 3` prefixes each
-# line with the process it came from:
+# `torchrun`, two processes on this CPU (the Gloo backend), three steps. `--redirects 3` writes
+# each process's output to a file of its own under `--log-dir` (on one shared console the lines
+# of two processes can interleave); the cell prints them rank by rank:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -745,18 +799,22 @@ common = [
     "--train-size", "16", "--epochs", "1", "--max-steps", "3", "--log-every", "1", "--no-progress",
 ]  # fmt: skip
 command = [
-    sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--tee", "3",
+    sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    "--log-dir", str(work / "logs"), "--redirects", "3",
     "-m", "tutorial_det", *common, "--batch-size", "2", "--out", str(work / "two"),
 ]  # fmt: skip
 done = subprocess.run(
     command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300
 )
-ranks_output = [line for line in done.stdout.splitlines() if line.startswith("[default")]
-print("\n".join(ranks_output))
+rank_logs = {path.parent.name: path.read_text() for path in (work / "logs").rglob("stdout.log")}
+for rank, text in sorted(rank_logs.items()):
+    print("\n".join(f"[rank {rank}] {line}" for line in text.splitlines()))
 print("exit status:", done.returncode)
+if done.returncode != 0:  # what torchrun says went wrong
+    print(done.stderr[-3000:])
 
 # %% [markdown]
-# Only rank 0 (`[default0]`) logs the losses and writes the checkpoint and the model file; both
+# Only rank 0 logs the losses and writes the checkpoint and the model file; both
 # processes print a fingerprint of their weights at the end (the sum of the absolute values of
 # every parameter). Now one process with a batch of four, through the same command line:
 
@@ -765,7 +823,11 @@ print("exit status:", done.returncode)
 status = tutorial_det_cli([*common, "--batch-size", "4", "--out", str(work / "one")])
 
 # %%
-fingerprints = dict(re.findall(r"rank (\d) of 2: step 3, weights fingerprint (\S+)", done.stdout))
+fingerprints = {
+    rank: found[0]
+    for rank, text in rank_logs.items()
+    if (found := re.findall(r"rank \d of 2: step 3, weights fingerprint (\S+)", text))
+}
 print(
     "both ranks reported:",
     sorted(fingerprints),
@@ -818,12 +880,14 @@ print(
 # `train` writes `run.json` (its settings; `--resume` refuses to continue with different ones),
 # `last.pt` (fit's checkpoint), `history.json` and `model.pt`, a model file holding the model's
 # registry name, its class names and options next to the weights, so that `evaluate` and `detect`
-# rebuild it without being told what it is. Lesson 10 evaluates such models.
+# rebuild it without being told what it is. Lesson 10 explains the numbers `evaluate` reports.
 #
-# The checkpoints and model files this lesson wrote (about 60 MB) are not needed any more:
+# The checkpoints and model files this lesson wrote are not needed any more:
 
 # %%
+written = sum(path.stat().st_size for path in work.rglob("*") if path.is_file())
 shutil.rmtree(work)
+print(f"removed {written / 1e6:.0f} MB of checkpoints, model files and logs")
 
 # %% [markdown]
 # ## 7. Exercises
@@ -858,7 +922,7 @@ check_train_epoch(train_epoch)
 #   `param_groups` multipliers, `clip_grad_norm_`, `History`, checkpoints, DDP under `torchrun`.
 # - An exact resume needs more than weights and optimizer: the scheduler, the position in the
 #   epoch, the data order and every random generator. With them, an interrupted run ends
-#   bit-for-bit where an uninterrupted one does.
+#   bit-for-bit where an uninterrupted one does (on a GPU with `fit(..., deterministic=True)`).
 # - `W` processes of `B` images equal one process of `W x B` images only for per-image losses
 #   without cross-image coupling (frozen batch norm): shown here with WPOD-Net to within 1e-5.
 #

@@ -20,14 +20,14 @@
 #   per-class AP and see its true and false positives;
 # - a ranking bug that the package refuses to score.
 #
-# **You need** lesson 00 (IoU) and lesson 07 (the SSD trained here). The notebook runs in about
-# two minutes on a laptop CPU, most of it training a detector.
+# **You need** lesson 00 (IoU) and lesson 07 (the SSD trained here). The notebook runs in well
+# under a minute on a quiet laptop CPU, most of it training a detector (the README's lesson table
+# gives the time).
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.lines import Line2D
 
 from tutorial_det.boxes import box_iou
 from tutorial_det.data import SHAPE_CLASSES, ShapesDataset
@@ -41,9 +41,10 @@ from tutorial_det.metrics import (
     to_coco,
 )
 from tutorial_det.models import build_model
+from tutorial_det.prose import say
 from tutorial_det.runtime import pick_device, seed_everything
 from tutorial_det.training import evaluate, fit
-from tutorial_det.viz import draw_boxes, show_image
+from tutorial_det.viz import draw_boxes, draw_legend, show_image
 
 seed_everything(0)
 device = pick_device()
@@ -72,11 +73,11 @@ for k, row in enumerate(ious.tolist(), start=1):
     print(f"  d{k} (score {scores[k - 1]:.1f}):", "  ".join(f"{v:.4f}" for v in row))
 
 # %% [markdown]
-# `d1` lies on `g0` (IoU 2400 / 2600 = 0.9231), `d2` overlaps `g0` too (1750 / 3250 = 0.5385), `d3` lies on `g1`
-# (0.7778), `d4` is shifted off `g2` (0.4167) and `d5` is on `g2` (0.8182). At the usual threshold
-# IoU >= 0.5, the detections are matched **greedily in order of score**: each takes, among the
-# ground truths it overlaps by at least 0.5 and that no better-scored detection took, the one of
-# highest IoU. A detection that gets one is a **true positive** (TP), any other a **false
+# `d1` lies on `g0` (IoU 2400 / 2600 = 0.9231), `d2` overlaps `g0` too (1750 / 3250 = 0.5385), `d3`
+# lies on `g1` (0.7778), `d4` is shifted off `g2` (0.4167) and `d5` is on `g2` (0.8182). At the
+# usual threshold IoU >= 0.5, the detections are matched **greedily in order of score**: each takes,
+# among the ground truths it overlaps by at least 0.5 and that no better-scored detection took, the
+# one of highest IoU. A detection that gets one is a **true positive** (TP), any other a **false
 # positive** (FP); a ground truth nobody took is a **false negative** (a miss).
 
 # %%
@@ -85,12 +86,11 @@ flags = ["TP" if t else "FP" for t in tp.tolist()]
 print("d1..d5:", flags)
 
 fig, ax = plt.subplots(figsize=(9, 5.6))
-show_image(
-    torch.ones(3, 150, 230), ax=ax, title="ground truth (blue) and detections: TP green, FP red"
-)
-draw_boxes(ax, ground_truth, colour="tab:blue", linewidth=3)
-for g, (x1, _, _, y2) in enumerate(ground_truth.tolist()):
-    ax.text(x1, y2 + 1, f"g{g}", color="tab:blue", va="top", fontsize=11)
+show_image(torch.ones(3, 150, 230), ax=ax, title="one image: three objects, five detections")
+draw_boxes(
+    ax, ground_truth, labels=[0, 1, 2], class_names=["g0", "g1", "g2"], colour="tab:blue",
+    linewidth=3,
+)  # fmt: skip
 for k, (box, flag) in enumerate(zip(detections, flags, strict=True), start=1):
     colour = "tab:green" if flag == "TP" else "tab:red"
     draw_boxes(
@@ -102,6 +102,15 @@ for k, (box, flag) in enumerate(zip(detections, flags, strict=True), start=1):
         colour=colour,
         linestyle="--",
     )
+draw_legend(
+    ax,
+    [
+        ("ground truth", "tab:blue", {"linewidth": 3}),
+        ("true positive (TP)", "tab:green", {"linestyle": "--"}),
+        ("false positive (FP)", "tab:red", {"linestyle": "--"}),
+    ],
+    loc="upper right",
+)
 plt.show()
 
 # %% [markdown]
@@ -245,11 +254,11 @@ for key in ("map", "map_50", "map_75", "voc_map_50", "voc11_map_50", "mar_100"):
     print(f"{key:>12}: {metrics[key].item():.6f}")
 
 # %% [markdown]
-# `map` 0.567921 and `map_50` 0.756436 are section 4's mean and the 101-point AP at 0.5; `map_75`
-# is the AP at 0.75 (still TFTFT); `voc_map_50` and `voc11_map_50` are the all-point and 11-point
-# APs at 0.5. `mar_100`, the mean average **recall** (the final recall at each threshold, up to
-# 100 detections per image, averaged over the thresholds): (6 x 1 + 2/3 + 1/3 + 1/3 + 0) / 10 =
-# 0.733333.
+# `map` 0.567921 and `map_50` 0.756436 are section 4's mean and the 101-point AP at 0.5; `map_75` is
+# the AP at 0.75 (still TFTFT); `voc_map_50` and `voc11_map_50` are the all-point and 11-point APs
+# at 0.5. `mar_100`, the mean average **recall** (the final recall at each threshold, with up to 100
+# detections per image and class, averaged over the thresholds): (6 x 1 + 2/3 + 1/3 + 1/3 + 0) / 10
+# = 0.733333.
 #
 # Over a data set, each class is scored separately: its detections from *all* images are ranked
 # together by score, each image's matched on its own, and one precision-recall curve per class
@@ -281,11 +290,11 @@ print("the same as ours:", all(abs(a - b) < 1e-6 for a, b in zip(stats[:3], ours
 # ## 6. A trained detector
 #
 # Now a real detector: lesson 07's small SSD, trained here for 100 steps of 16 synthetic shapes
-# images (128 x 128) with AdamW and a one-cycle schedule, about a minute on a laptop CPU. The loss
-# values and every metric below vary from machine to machine.
+# images (128 x 128) with AdamW and a one-cycle schedule. The seeds and the number of steps are
+# fixed, so on a CPU every number below comes out the same at each run (a GPU adds in another
+# order and ends slightly elsewhere).
 
 # %%
-# NBVAL_IGNORE_OUTPUT
 seed_everything(0)
 model = build_model("ssd", len(SHAPE_CLASSES))
 steps = 100
@@ -293,24 +302,24 @@ optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
 scheduler = torch.optim.lr_scheduler.OneCycleLR(
     optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1
 )
-start = time.perf_counter()
+train_data = ShapesDataset(100_000, image_size=128, seed=0)
 history = fit(
-    model, ShapesDataset(100_000, seed=0), optimizer=optimizer, scheduler=scheduler,
-    max_steps=steps, batch_size=16, grad_clip_norm=10.0, log_every=30, progress=False,
-    device=device,
+    model, train_data, optimizer=optimizer, scheduler=scheduler, max_steps=steps, batch_size=16,
+    grad_clip_norm=10.0, log_every=None, progress=False, device=device,
 )  # fmt: skip
-print(f"{len(history.step)} steps in {time.perf_counter() - start:.0f} s")
+for step in (1, 25, 50, 75, 100):
+    print(f"step {step:>3}: loss {history.loss[step - 1]:.3f}")
 
 # %% [markdown]
 # Its detections on 100 held-out images (another seed of the data set, never seen in training),
 # and their metrics:
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-held_out = ShapesDataset(100, seed=1)
-predictions, targets = evaluate(model, held_out, batch_size=25, device=device)
+held_out = ShapesDataset(100, image_size=128, seed=1)
+predictions, targets = evaluate(model, held_out, batch_size=25)
 trained = mean_average_precision(predictions, targets)
-for key in ("map", "map_50", "map_75", "map_small", "map_medium", "mar_100", "voc_map_50"):
+keys = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100", "voc_map_50")
+for key in keys:
     print(f"{key:>10}: {trained[key].item():.4f}")
 print("per class (COCO AP / VOC AP at 0.5):")
 for label, ap, voc in zip(
@@ -320,22 +329,25 @@ for label, ap, voc in zip(
     strict=True,
 ):
     print(f"  {SHAPE_CLASSES[label]:>8}: {ap:.4f} / {voc:.4f}")
-print(
-    "detections per image:",
-    sum(len(p["boxes"]) for p in predictions) / len(predictions),
-    "| objects per image:",
-    sum(len(t["boxes"]) for t in targets) / len(targets),
-)
+detections_per_image = sum(len(p["boxes"]) for p in predictions) / len(predictions)
+objects_per_image = sum(len(t["boxes"]) for t in targets) / len(targets)
+print(f"detections per image: {detections_per_image} | objects per image: {objects_per_image}")
+all_truths = torch.cat([t["boxes"] for t in targets])
+largest = (all_truths[:, 2:] - all_truths[:, :2]).max(dim=0).values  # [2]: widest, tallest
 
-# %% [markdown]
-# After about a minute of training, `map_50` is typically above 0.8 and `map` well below it,
-# around 0.5: the boxes are in the right places sooner than they are tight
-# (lesson 07's longer training gets further). The shapes are all smaller than 96 x 96 pixels, so `map_large` is -1, undefined.
-# The model returns up to 100 detections per image, far more than the 2.56 objects an image holds:
-# most have low scores and sit at the end of the ranking, where they can only add recall, never
-# lower the precision of the detections ranked above them. That is why a detector is evaluated
-# with *all* its detections and not after a score threshold. pycocotools agrees on these numbers
-# too:
+# %% jupyter={"source_hidden": true}
+say(f"""
+    After {steps} steps, `map_50` is {trained["map_50"]:.4f} and `map` well below it,
+    {trained["map"]:.4f}: the boxes are in the right places sooner than they are tight. No
+    object of the held-out set is large in COCO's sense (the widest is {largest[0]:.0f} pixels
+    wide, the tallest {largest[1]:.0f} tall, below 96 x 96), so `map_large` is
+    {trained["map_large"]:.0f}, undefined. The model returns up to {model.detections_per_img}
+    detections per image ({detections_per_image:g} on average here), far more than the
+    {objects_per_image:g} objects an image holds: most have low scores and sit at the end of the
+    ranking, where they can only add recall, never lower the precision of the detections ranked
+    above them. That is why a detector is evaluated with *all* its detections and not after a
+    score threshold. pycocotools agrees on these numbers too:
+""")
 
 # %%
 stats = pycocotools_stats(predictions, targets)
@@ -381,6 +393,8 @@ same = all(
     for label, (r, p, _) in curves.items()
 )
 print("all-point AP of each curve == voc_map_50_per_class:", same)
+# the scores of the true positives: where a class's recall grows along its curve
+hit_scores = torch.cat([s[r.diff(prepend=r.new_zeros(1)) > 0] for r, _, s in curves.values()])
 
 # %%
 fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -404,17 +418,24 @@ plt.show()
 # `voc_map_50_per_class` (checked above). The dots mark a score threshold of 0.3, an operating
 # point a user of the detector might pick: keeping only the detections above it gives that point's
 # precision and recall. To its right along the curve lie the objects found only with lower
-# scores, at the price of more false positives. (A briefly trained detector is timid: its scores
-# for correct detections are often well below 0.5.)
-#
+# scores, at the price of more false positives.
+
+# %% jupyter={"source_hidden": true}
+say(
+    f"A briefly trained detector is timid: {int((hit_scores < 0.5).sum())} of its "
+    f"{len(hit_scores)} true positives at IoU 0.5 score below 0.5."
+)
+
+# %% [markdown]
 # ### True and false positives on held-out images
 #
 # The detections scoring at least 0.3 on eight held-out images, coloured by their match at IoU 0.5
 # (the threshold applies to what is drawn; the metric used all detections): true positives green,
-# false positives red, ground truths that no drawn detection found dashed in blue.
+# false positives red, ground truths that no drawn detection found dashed in blue (the legend
+# below the images).
 
 # %%
-fig, axes = plt.subplots(2, 4, figsize=(13, 6.8))
+fig, axes = plt.subplots(2, 4, figsize=(13, 7.2), layout="constrained")
 for ax, (pred, target, (image, _)) in zip(
     axes.flat, zip(predictions, targets, held_out, strict=False), strict=False
 ):
@@ -442,7 +463,15 @@ for ax, (pred, target, (image, _)) in zip(
         colour="tab:red",
     )
     ax.set_title(f"{int(hit.sum())} TP, {int((~hit).sum())} FP, {int((~found).sum())} missed")
-plt.tight_layout()
+fig.legend(
+    handles=[
+        Line2D([], [], color="tab:green", linewidth=2, label="true positive"),
+        Line2D([], [], color="tab:red", linewidth=2, label="false positive"),
+        Line2D([], [], color="tab:blue", linewidth=2, linestyle="--", label="missed object"),
+    ],
+    loc="outside lower center",
+    ncol=3,
+)
 plt.show()
 
 # %% [markdown]
@@ -454,8 +483,8 @@ plt.show()
 # ## 7. Spot the bug
 #
 # Average precision is defined on the detections **ranked by score**. A hand-written evaluation
-# that accumulates TPs in the order the detections happen to be stored (here: by image, as a
-# loop over images collects them), not by score:
+# that accumulates the TPs of section 1's detections in the order they happen to be stored (in a
+# real evaluation: image by image, as a loop over images collects them), not by score:
 
 # %%
 stored_order = torch.tensor([2, 0, 4, 1, 3])  # d3, d1, d5, d2, d4
@@ -505,8 +534,8 @@ check_average_precision(my_average_precision, "all_points")
 #   example); `map_50` and `map_75` fix one threshold. The package agrees with pycocotools.
 # - A detector is evaluated with all its detections; a score threshold picks one point on the
 #   curve for users.
-# - A briefly trained SSD reaches `map_50` between 0.8 and 0.9 on held-out shapes, with a clearly
-#   lower `map`: the boxes are found before they are tight.
+# - The SSD trained here for 100 steps reaches a `map_50` well above its `map` on held-out
+#   shapes: the boxes are found before they are tight.
 #
 # **More exercises**
 # 1. Change `d4` so that it becomes a true positive without changing any score. What are the
