@@ -734,15 +734,16 @@ for name, rate in (
 ):
     print(f"{name:<40} {rate:9.0f} images/s = {rate / plain:9,.1f} x the main process")
 
-# %% [markdown] How to read the numbers (they change from run to run): rendering and augmenting in
-# the main process gives a baseline; a `DataLoader` with worker *processes* renders in parallel,
-# truly (each process has its own Python interpreter), at the price of copying every batch between
-# processes (on a machine whose cores are busy with other work, the workers compete with them and
-# may well lose to the main process). The sample pool serves batches almost for free, because it
-# hands out samples it already holds, with repetition; the rate at which it renders *new* samples is
-# bounded by its threads sharing one interpreter (only the NumPy and torch parts run in parallel).
-# The pool suits expensive samples and a model that can learn from repeats (WPOD-Net, lesson 08);
-# the DataLoader gives every sample exactly once per epoch, which `fit`'s exact resume relies on.
+# %% [markdown]
+# How to read the numbers (they change from run to run): rendering and augmenting in the main
+# process gives a baseline; a `DataLoader` with worker *processes* renders in parallel, truly (each
+# process has its own Python interpreter), at the price of copying every batch between processes (on
+# a machine whose cores are busy with other work, the workers compete with them and may well lose to
+# the main process). The sample pool serves batches almost for free, because it hands out samples it
+# already holds, with repetition; the rate at which it renders *new* samples is bounded by its
+# threads sharing one interpreter (only the NumPy and torch parts run in parallel). The pool suits
+# expensive samples and a model that can learn from repeats (WPOD-Net, lesson 08); the DataLoader
+# gives every sample exactly once per epoch, which `fit`'s exact resume relies on.
 #
 # ## 5. Several processes: data-parallel training
 #
