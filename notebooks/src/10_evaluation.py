@@ -264,7 +264,10 @@ for key in ("map", "map_50", "map_75", "voc_map_50", "voc11_map_50", "mar_100"):
 # together by score, each image's matched on its own, and one precision-recall curve per class
 # and threshold results. `map` is the mean over classes and thresholds; classes without ground
 # truth are left out (-1). COCO also reports AP for small (area below 32²), medium and large
-# objects.
+# objects. Some objects are marked as not to be counted, and `mean_average_precision` reads the
+# marks from the targets: COCO's crowd regions (`"iscrowd"`) and VOC's "difficult" objects
+# (`"difficult"`) are not among the objects to find, and a detection matched to one is neither a
+# true nor a false positive.
 #
 # ## 5. Checked against pycocotools
 #
