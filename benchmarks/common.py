@@ -7,7 +7,9 @@ every ratio compares timings taken in the same run on the same machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import statistics
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +21,26 @@ def time_ms(fn: Callable[[], object], min_run_time: float = 0.5) -> float:
     ``min_run_time`` seconds have been spent)."""
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def interleaved_ms(
+    fns: Sequence[Callable[[], object]], rounds: int = 3, min_run_time: float = 0.2
+) -> list[float]:
+    """Median wall time in milliseconds of each of ``fns``, timed in turn ``rounds`` times
+    (ours, torchvision, ours again, ...): on a shared machine, a change of load then slows all
+    of them alike instead of the one that happened to run during it."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, fn_times in zip(fns, times, strict=True):
+            fn_times.append(time_ms(fn, min_run_time))
+    return [statistics.median(fn_times) for fn_times in times]
+
+
+def once_ms(fn: Callable[[], object]) -> float:
+    """Wall time of one call of ``fn`` in milliseconds, for calls that take many seconds."""
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
 
 
 @dataclass

@@ -81,7 +81,7 @@ def label_anchors(
             torch.zeros(num, dtype=torch.int64, device=device),
             torch.zeros(num, dtype=torch.int64, device=device),
         )
-    iou = box_iou(anchors, gt_boxes.to(anchors.dtype))  # [A, G]
+    iou = box_iou(anchors, gt_boxes.to(anchors.dtype), validate=False)  # [A, G], checked above
     best_iou, matched_gt = iou.max(dim=1)
     labels = torch.full((num,), -1, dtype=torch.int64, device=device)
     labels[best_iou < neg_thresh] = 0
@@ -247,7 +247,7 @@ def match_priors(priors: Tensor, gt_boxes: Tensor, pos_thresh: float = 0.5) -> T
     matched = torch.full((num_priors,), -1, dtype=torch.int64, device=priors.device)
     if num_gt == 0 or num_priors == 0:
         return matched
-    iou = box_iou(gt_boxes, priors)  # [G, P]
+    iou = box_iou(gt_boxes, priors, validate=False)  # [G, P], checked above
     best_iou, best_gt = iou.max(dim=0)
     keep = best_iou >= pos_thresh
     matched[keep] = best_gt[keep]

@@ -24,9 +24,10 @@ it were kept), but it need not look at one box at a time. The sweep takes the ne
 undecided boxes (the highest-scoring ones still alive), resolves them among themselves from
 their ``[BLOCK, BLOCK]`` "would suppress" matrix (a few vectorised passes, see
 :func:`_resolve_block`), then compares only the boxes it kept with every box still alive after
-the block in one IoU call (:func:`~tutorial_det.boxes.iou_matrix`: the boxes were validated
-once, on entry), and drops the suppressed ones from the list. Each round is a handful of tensor operations; the number of IoUs computed is about
-what the scalar loop computes (kept boxes against the boxes still alive after them).
+the block in one IoU call (:func:`~tutorial_det.boxes.box_iou` with ``validate=False``: the
+boxes were validated once, on entry), and drops the suppressed ones from the list. Each round is
+a handful of tensor operations; the number of IoUs computed is about what the scalar loop
+computes (kept boxes against the boxes still alive after them).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from tutorial_det.boxes import check_boxes, iou_matrix
+from tutorial_det.boxes import box_iou, check_boxes
 
 #: Boxes resolved per round of the sweep: small enough that the in-block work stays tiny, large
 #: enough that each round's tensor operations are not dominated by their fixed cost.
@@ -139,7 +140,7 @@ def _sweep(boxes: Tensor, limit: Tensor, classes: Tensor | None = None) -> Tenso
     while len(alive):
         head, tail = alive[:BLOCK], alive[BLOCK:]
         head_boxes = boxes[head]
-        over = iou_matrix(head_boxes, head_boxes) > limit
+        over = box_iou(head_boxes, head_boxes, validate=False) > limit
         if classes is not None:
             over &= classes[head, None] == classes[None, head]
             # later boxes of the head's classes: a prefix of the tail, the rest are untouched
@@ -152,7 +153,7 @@ def _sweep(boxes: Tensor, limit: Tensor, classes: Tensor | None = None) -> Tenso
             alive = tail
             continue
         near = tail[:reach]
-        hit = iou_matrix(head_boxes[kept], boxes[near]) > limit
+        hit = box_iou(head_boxes[kept], boxes[near], validate=False) > limit
         if classes is not None:
             hit &= classes[head[kept], None] == classes[None, near]
         alive = torch.cat((near[~hit.any(dim=0)], tail[reach:]))

@@ -91,7 +91,7 @@ def proposal_targets(
         )
     candidates = torch.cat((proposals, gt_boxes)) if add_ground_truth else proposals
     if len(gt_boxes):
-        best_iou, matched = box_iou(candidates, gt_boxes).max(dim=1)
+        best_iou, matched = box_iou(candidates, gt_boxes, validate=False).max(dim=1)
     else:
         best_iou = candidates.new_zeros(len(candidates))
         matched = torch.zeros(len(candidates), dtype=torch.int64, device=candidates.device)

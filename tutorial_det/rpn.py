@@ -174,8 +174,10 @@ def candidate_boxes(
             f"scores {list(scores.shape)} and deltas {list(deltas.shape)} must be [K] and "
             f"[K, 4] for the K = {len(anchors)} anchors"
         )
-    boxes = clip_boxes(decode_boxes(deltas, anchors), image_size)
-    keep = remove_small_boxes(boxes, min_size)
+    boxes = decode_boxes(deltas, anchors)  # refuses NaN or infinite deltas
+    # decoded from checked anchors and deltas: ordered, and finite once clipped
+    boxes = clip_boxes(boxes, image_size, validate=False)
+    keep = remove_small_boxes(boxes, min_size, validate=False)
     return boxes[keep], scores[keep]
 
 
