@@ -111,6 +111,35 @@ def test_empty_input():
     assert kept.dtype == torch.int64 and kept.shape == (0,)
 
 
+@pytest.mark.parametrize(
+    "empty", [torch.empty((0,)), torch.zeros(0, 4), torch.zeros(0, 4, dtype=torch.float64)]
+)
+def test_batched_empty_boxes_of_any_shape_like_torchvision(empty):
+    """torchvision returns an empty result for any empty ``boxes`` (``torch.empty((0,))``
+    included), whatever the scores and classes; so do we."""
+    args = (empty, torch.empty(0), torch.empty(0, dtype=torch.int64), 0.5)
+    expected = torchvision.ops.batched_nms(*args)
+    kept = N.batched_nms(*args)
+    assert kept.dtype == expected.dtype == torch.int64
+    assert kept.shape == expected.shape == (0,)
+    with pytest.raises(ValueError, match="iou_threshold must be in"):
+        N.batched_nms(empty, torch.empty(0), torch.empty(0, dtype=torch.int64), 1.5)
+
+
+def test_nms_of_one_dimensional_empty_boxes_is_refused_like_torchvision():
+    with pytest.raises(RuntimeError, match="2d tensor"):
+        torchvision.ops.nms(torch.empty((0,)), torch.empty(0), 0.5)
+    with pytest.raises(ValueError, match=r"boxes must have shape \[N, 4\], got \[0\]"):
+        N.nms(torch.empty((0,)), torch.empty(0), 0.5)
+
+
+def test_single_box_and_all_identical_boxes():
+    assert N.nms(t([[0, 0, 1, 1]]), t([0.3]), 0.5).tolist() == [0]
+    boxes = t([[0, 0, 10, 10]] * 300)  # more than a block: the best (first) one survives
+    assert N.nms(boxes, torch.ones(300), 0.5).tolist() == [0]
+    assert N.nms(boxes, torch.ones(300), 1.0).tolist() == list(range(300))
+
+
 def test_float64_and_integer_boxes():
     boxes = t([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
     scores = t([0.9, 0.8, 0.7])
@@ -158,6 +187,65 @@ def test_matches_torchvision_on_proposals():
     for threshold in (0.3, 0.7):
         expected = torchvision.ops.nms(boxes, scores, threshold)
         assert torch.equal(N.nms(boxes, scores, threshold), expected)
+
+
+def random_boxes(n, seed, image=1000.0, sizes=(10.0, 100.0)):
+    g = torch.Generator().manual_seed(seed)
+    corner = torch.rand(n, 2, generator=g) * image
+    side = torch.rand(n, 2, generator=g) * (sizes[1] - sizes[0]) + sizes[0]
+    return torch.cat([corner, corner + side], dim=1), torch.rand(n, generator=g)
+
+
+@pytest.fixture(params=["pairs", "matrix"])
+def comparison(request, monkeypatch):
+    """Every round of the sweep compares its kept boxes pair by pair with the candidates of
+    their x runs (``pairs``), or as one IoU matrix with every box alive (``matrix``)."""
+    if request.param == "pairs":
+        monkeypatch.setattr(N, "SMALL_MATRIX", 0)
+        monkeypatch.setattr(N, "PAIR_COST", 0)
+    else:
+        monkeypatch.setattr(N, "SMALL_MATRIX", 2**62)
+    return request.param
+
+
+@pytest.mark.parametrize(
+    ("sizes", "threshold"),
+    [((10, 100), 0.5), ((2, 20), 0.5), ((2, 20), 0.0), ((10, 300), 0.1), ((1, 400), 0.9)],
+)
+def test_sparse_boxes_match_torchvision(comparison, sizes, threshold):
+    """Random boxes, most of them kept: each comparison gives torchvision's indices."""
+    boxes, scores = random_boxes(1500, seed=sizes[0], sizes=sizes)
+    expected = torchvision.ops.nms(boxes, scores, threshold)
+    assert torch.equal(N.nms(boxes, scores, threshold), expected)
+    assert torch.equal(N.nms(boxes.double(), scores, threshold), expected)
+
+
+@given(data=float_boxes(max_n=60), threshold=thresholds, seed=st.integers(0, 99))
+def test_both_comparisons_match_torchvision(data, threshold, seed):
+    """Arbitrary boxes (zero-area ones, ties, thresholds on IoU values) through each comparison,
+    with and without classes."""
+    boxes, scores = data
+    classes = torch.randint(0, 3, (len(boxes),), generator=torch.Generator().manual_seed(seed))
+    expected = torchvision.ops.nms(boxes, scores, threshold)
+    per_class = N.batched_nms(boxes, scores, classes, threshold)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(N, "SMALL_MATRIX", 0)
+        patch.setattr(N, "PAIR_COST", 0)
+        assert torch.equal(N.nms(boxes, scores, threshold), expected)
+        assert torch.equal(N.batched_nms(boxes, scores, classes, threshold), per_class)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(N, "SMALL_MATRIX", 2**62)
+        assert torch.equal(N.nms(boxes, scores, threshold), expected)
+        assert torch.equal(N.batched_nms(boxes, scores, classes, threshold), per_class)
+
+
+def test_sparse_boxes_per_class_match_torchvision(comparison):
+    boxes, scores = random_boxes(1500, seed=7, sizes=(5, 60))
+    classes = torch.randint(0, 5, (1500,), generator=torch.Generator().manual_seed(7))
+    ours = N.batched_nms(boxes, scores, classes, 0.3)
+    theirs = torchvision.ops.batched_nms(boxes, scores, classes, 0.3)
+    assert sorted(ours.tolist()) == sorted(theirs.tolist())
+    assert torch.equal(scores[ours], scores[theirs])
 
 
 def test_denormal_areas():

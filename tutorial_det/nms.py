@@ -20,14 +20,23 @@ see :func:`batched_nms` for where torchvision's own two strategies differ). Boxe
 How the sweep is vectorised
 ---------------------------
 Step 2 is inherently sequential (whether box ``j`` survives depends on whether the boxes before
-it were kept), but it need not look at one box at a time. The sweep takes the next ``BLOCK``
-undecided boxes (the highest-scoring ones still alive), resolves them among themselves from
-their ``[BLOCK, BLOCK]`` "would suppress" matrix (a few vectorised passes, see
-:func:`_resolve_block`), then compares only the boxes it kept with every box still alive after
-the block in one IoU call (:func:`~tutorial_det.boxes.box_iou` with ``validate=False``: the
-boxes were validated once, on entry), and drops the suppressed ones from the list. Each round is
-a handful of tensor operations; the number of IoUs computed is about what the scalar loop
-computes (kept boxes against the boxes still alive after them).
+it were kept), but it need not look at one box at a time. The sweep here (:func:`_sweep`) takes
+the next ``BLOCK`` undecided boxes (the highest-scoring ones still alive), resolves them among
+themselves from their ``[BLOCK, BLOCK]`` "would suppress" matrix (a few vectorised passes, see
+:func:`_resolve_block`), then compares only the boxes it kept with the boxes still alive after
+the block, and drops the suppressed ones: the lesson's step, for a block of boxes at once. The
+number of IoUs computed is about what the scalar loop computes (kept boxes against the boxes
+still alive after them).
+
+Which later boxes can a kept box suppress? Only boxes that overlap it along x, and, for a
+threshold ``t > 0``, none more than ``1 / t`` times as wide (the IoU of two boxes is at most
+the narrower width over the wider one). So box ``j`` is a candidate for kept box ``i`` only if
+``x1_j`` lies between ``x1_i - w_i / t`` and ``x2_i``: with the boxes sorted by ``x1`` once, one
+contiguous run, found by binary search (:class:`_Candidates`). Each round compares its kept
+boxes either with every box still alive, as one ``[kept, alive]`` IoU matrix, or, when the runs
+hold far fewer pairs (small boxes spread over a large image, most of them kept), with the boxes
+of their runs only, pair by pair. Both give the same IoUs, computed as torchvision does; the
+boxes are validated once, on entry.
 """
 
 from __future__ import annotations
@@ -38,11 +47,21 @@ import numbers
 import torch
 from torch import Tensor
 
-from tutorial_det.boxes import box_iou, check_boxes
+from tutorial_det.boxes import box_iou, check_boxes, elementwise_box_iou
 
 #: Boxes resolved per round of the sweep: small enough that the in-block work stays tiny, large
 #: enough that each round's tensor operations are not dominated by their fixed cost.
 BLOCK = 128
+
+#: What comparing one candidate pair costs, in entries of the ``[kept, alive]`` IoU matrix
+#: (gathering the two boxes of a pair costs more than broadcasting a row against a column): a
+#: round compares pairs when its runs hold fewer than ``kept * alive / PAIR_COST`` of them.
+PAIR_COST = 8
+
+#: IoU matrices up to this many entries (a block against 1000 boxes, the proposals of one
+#: 128 px image) are computed as they are: looking for candidate pairs would cost more than it
+#: saves.
+SMALL_MATRIX = 1 << 17
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -66,7 +85,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """
     boxes, scores, limit = _check_inputs(boxes, scores, iou_threshold)
     order = scores.sort(descending=True, stable=True).indices
-    return order[_sweep(boxes[order], limit)]
+    return order[_sweep(boxes[order], limit, float(iou_threshold))]
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float) -> Tensor:
@@ -105,6 +124,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: f
         classes: ``[N]`` integer class of each box (torchvision calls it ``idxs``).
         iou_threshold: in ``[0, 1]``, as in :func:`nms`.
     """
+    if isinstance(boxes, Tensor) and boxes.numel() == 0:  # torchvision: any empty boxes
+        _limit(iou_threshold, torch.float32)
+        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
     boxes, scores, limit = _check_inputs(boxes, scores, iou_threshold)
     if not isinstance(classes, Tensor):
         raise TypeError(
@@ -120,44 +142,107 @@ def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: f
     classes = classes.to(boxes.device)
     order = scores.sort(descending=True, stable=True).indices
     order = order[classes[order].sort(stable=True).indices]  # by class, then as nms
-    kept = order[_sweep(boxes[order], limit, classes[order])].sort().values
+    kept = order[_sweep(boxes[order], limit, float(iou_threshold), classes[order])].sort().values
     return kept[scores[kept].sort(descending=True, stable=True).indices]
 
 
 # --------------------------------------------------------------------------- the sweep
 
 
-def _sweep(boxes: Tensor, limit: Tensor, classes: Tensor | None = None) -> Tensor:
+def _sweep(boxes: Tensor, limit: Tensor, threshold: float, classes: Tensor | None = None) -> Tensor:
     """Positions (int64, ascending) kept by greedy NMS among ``[N, 4]`` boxes in the order to
     visit them (decreasing score).
 
-    ``limit`` is the threshold as a 0-dim tensor of the boxes' dtype (see :func:`_limit`).
-    ``classes``, when given, must be sorted (the boxes are in score order within each class);
-    a box then only suppresses boxes of its own class.
+    ``limit`` is the threshold as a 0-dim tensor of the boxes' dtype (see :func:`_limit`),
+    ``threshold`` the same as a float. ``classes``, when given, must be sorted (the boxes are in
+    score order within each class); a box then only suppresses boxes of its own class.
     """
     keep = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
-    alive = torch.arange(len(boxes), device=boxes.device)  # undecided, not suppressed, in order
+    suppressed = torch.zeros_like(keep)  # by the pairs compared so far
+    alive = torch.arange(len(boxes), device=boxes.device)  # undecided, in order
+    candidates = _Candidates(boxes, threshold, classes)  # sorted on first use
+    if classes is not None:  # the position after the last box of each box's class
+        class_end = torch.searchsorted(classes, classes, right=True)
     while len(alive):
         head, tail = alive[:BLOCK], alive[BLOCK:]
         head_boxes = boxes[head]
         over = box_iou(head_boxes, head_boxes, validate=False) > limit
         if classes is not None:
             over &= classes[head, None] == classes[None, head]
+        kept = head[_resolve_block(over)]
+        keep[kept] = True
+        if classes is not None:
             # later boxes of the head's classes: a prefix of the tail, the rest are untouched
-            reach = int(torch.searchsorted(classes[tail], classes[head[-1]], right=True))
+            reach = int(torch.searchsorted(tail, class_end[head[-1]]))
         else:
             reach = len(tail)
-        kept = _resolve_block(over)
-        keep[head[kept]] = True
-        if not reach:
-            alive = tail
-            continue
-        near = tail[:reach]
-        hit = box_iou(head_boxes[kept], boxes[near], validate=False) > limit
-        if classes is not None:
-            hit &= classes[head[kept], None] == classes[None, near]
-        alive = torch.cat((near[~hit.any(dim=0)], tail[reach:]))
+        near = tail[:reach]  # the boxes the kept ones may suppress
+        matrix = len(kept) * len(near)  # entries of their IoU matrix
+        pairs = candidates.pairs(kept, matrix) if matrix > SMALL_MATRIX else None
+        if pairs is not None:  # few boxes can overlap the kept ones: compare those pairs only
+            i, j = pairs
+            after = j > head[-1]  # the boxes of a run that come after the block
+            if classes is not None:
+                after &= classes[i] == classes[j]
+            i, j = i[after], j[after]
+            hit = elementwise_box_iou(boxes[i], boxes[j], validate=False) > limit
+            suppressed[j[hit]] = True
+            alive = tail[~suppressed[tail]]
+        else:  # one IoU matrix of the kept boxes and those alive after the block
+            hit = box_iou(boxes[kept], boxes[near], validate=False) > limit
+            if classes is not None:
+                hit &= classes[kept, None] == classes[None, near]
+            alive = torch.cat((near[~hit.any(dim=0)], tail[reach:]))
     return keep.nonzero().flatten()
+
+
+class _Candidates:
+    """The boxes that can overlap a box by more than the threshold, as runs of the boxes sorted
+    by ``x1`` (by class first, then ``x1``, when there are classes).
+
+    Box ``j`` can have IoU > ``t`` with box ``i`` only if they overlap along x (``x1_j < x2_i``
+    and ``x2_j > x1_i``) and ``w_j < w_i / t``, so ``x1_j = x2_j - w_j > x1_i - w_i / t``; also
+    ``x1_j > x1_i - w_j >= x1_i - (widest box)``. Those bounds, widened a little against
+    rounding, are computed in float64; classes are laid side by side along one axis, far apart,
+    so that every run stays within its class (pairs of different classes are also dropped
+    later, so the layout only saves work)."""
+
+    def __init__(self, boxes: Tensor, threshold: float, classes: Tensor | None) -> None:
+        self.boxes, self.threshold, self.classes = boxes, threshold, classes
+        self.keys: Tensor | None = None
+
+    def _sort(self) -> None:
+        x1, x2 = self.boxes[:, 0].double(), self.boxes[:, 2].double()
+        width = x2 - x1
+        widest = float(width.max()) if len(width) else 0.0
+        t = self.threshold
+        reach = width / t if t > 0 else torch.full_like(width, widest)
+        reach = reach.clamp(max=widest) * (1 + 2**-10)
+        slack = (x1.abs() + x2.abs() + reach) * 2**-40  # float64 rounding, many times over
+        shift = torch.zeros_like(x1)
+        classes = self.classes
+        if classes is not None and len(classes):
+            rank = torch.cat((classes.new_zeros(1), (classes[1:] != classes[:-1]).cumsum(0)))
+            span = float((x2 + reach).max() - (x1 - reach).min()) + 1
+            shift = rank.double() * span
+        self.low = x1 - reach - slack + shift  # [N]: a box's run starts at this key ...
+        self.high = x2 + slack + shift  # ... and ends at this one
+        self.keys, self.by_x = (x1 + shift).sort(stable=True)
+
+    def pairs(self, kept: Tensor, matrix: int) -> tuple[Tensor, Tensor] | None:
+        """``(i, j)``: every kept box ``i`` (positions, ``[k]``) repeated along with each box
+        ``j`` of its run, two ``[P]`` int64 tensors; None when ``P * PAIR_COST`` would reach
+        ``matrix``, the size of the IoU matrix that would otherwise be computed."""
+        if self.keys is None:
+            self._sort()
+        first = torch.searchsorted(self.keys, self.low[kept])
+        count = torch.searchsorted(self.keys, self.high[kept], right=True) - first
+        total = int(count.sum())
+        if total * PAIR_COST >= matrix:
+            return None
+        start = torch.repeat_interleave(first - (count.cumsum(0) - count), count)
+        run = self.by_x[start + torch.arange(total, device=kept.device)]
+        return torch.repeat_interleave(kept, count), run
 
 
 def _resolve_block(over: Tensor) -> Tensor:
@@ -170,7 +255,8 @@ def _resolve_block(over: Tensor) -> Tensor:
     to four passes (chains where box 1 suppresses box 2 which would have suppressed box 3 are
     short), and never more than ``B + 1``.
     """
-    over = over.triu(diagonal=1)
+    position = torch.arange(len(over), device=over.device)
+    over = over & (position[:, None] < position[None, :])  # only earlier boxes suppress
     keep = torch.ones(len(over), dtype=torch.bool, device=over.device)
     while True:
         update = ~(over & keep[:, None]).any(dim=0)
