@@ -1,5 +1,6 @@
 """Shared test settings and helpers: hypothesis profiles, box strategies, the seed notebook's
-800 x 800 example (its anchors and ground truths), label counts and a short training loop."""
+800 x 800 example (its anchors and ground truths), label counts, a short training loop, and the
+``device`` fixture."""
 
 from __future__ import annotations
 
@@ -24,6 +25,18 @@ settings.register_profile("ci", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+# A test runs on the CPU unless it takes the ``device`` fixture (or TUTORIAL_DET_DEVICE says
+# otherwise): code that picks a device itself (fit, the command line) then picks the CPU too.
+os.environ.setdefault("TUTORIAL_DET_DEVICE", "cpu")
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.fixture(scope="session", params=DEVICES)
+def device(request) -> torch.device:
+    """Each device the suite can use: the CPU always, CUDA when present. A test that takes this
+    fixture runs once per device, so the GPU run is this same suite."""
+    return torch.device(request.param)
 
 
 @st.composite

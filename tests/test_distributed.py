@@ -107,5 +107,52 @@ def test_two_processes_train_like_one_on_the_combined_batch(tmp_path):
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # seed + rank
 
 
+@pytest.fixture
+def torchrun_rank_1_of_2(monkeypatch):
+    """The environment of torchrun's second process on a machine whose GPU count the test sets
+    (``set_gpus(n)``); the process group is not really joined. Yields the calls made."""
+    calls = []
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.delenv("TUTORIAL_DET_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    monkeypatch.setattr(
+        torch.distributed, "init_process_group", lambda **kw: calls.append(("init", kw))
+    )
+
+    def set_gpus(count):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        return calls
+
+    return set_gpus
+
+
+@pytest.mark.parametrize("asked", ["cuda", "cuda:0", "cuda:1", None])
+def test_each_torchrun_process_takes_its_local_rank_s_gpu(torchrun_rank_1_of_2, asked):
+    calls = torchrun_rank_1_of_2(2)
+    ctx, device = distributed.setup(asked)
+    assert device == torch.device("cuda", 1)
+    assert (ctx.rank, ctx.local_rank, ctx.world_size) == (1, 1, 2)
+    assert calls == [
+        ("set_device", torch.device("cuda", 1)),
+        ("init", {"backend": "nccl", "rank": 1, "world_size": 2}),
+    ]
+
+
+def test_more_processes_than_gpus_or_another_rank_s_gpu_is_refused(torchrun_rank_1_of_2):
+    calls = torchrun_rank_1_of_2(1)
+    with pytest.raises(ValueError, match=r"local rank 1 needs cuda:1 but this machine has 1 GPU"):
+        distributed.setup("cuda")
+    torchrun_rank_1_of_2(4)
+    with pytest.raises(
+        ValueError, match=r"takes the GPU of its local rank \(cuda:1 here\), not cuda:2"
+    ):
+        distributed.setup("cuda:2")
+    assert calls == []  # refused before touching a GPU or the process group
+
+
 if __name__ == "__main__":
     train_in_this_process(Path(sys.argv[1]))

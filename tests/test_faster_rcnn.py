@@ -41,8 +41,8 @@ def shapes_batch(count: int = 2, size: int = 64):
 
 
 @pytest.mark.parametrize("pooling", ["align", "pool"])
-def test_training_returns_the_four_losses_and_trains_every_part(pooling):
-    model = small_model(pooling=pooling).train()
+def test_training_returns_the_four_losses_and_trains_every_part(pooling, device):
+    model = small_model(pooling=pooling).to(device).train()
     images, targets = shapes_batch()
     targets[1] = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
     losses = model(images, targets)
@@ -54,16 +54,16 @@ def test_training_returns_the_four_losses_and_trains_every_part(pooling):
         assert grad is not None and grad.abs().sum() > 0, name
 
 
-def test_a_few_steps_on_one_batch_lower_the_loss():
-    model = small_model().train()
+def test_a_few_steps_on_one_batch_lower_the_loss(device):
+    model = small_model().to(device).train()
     images, targets = shapes_batch()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     totals = loss_history(lambda: sum(model(images, targets).values()), optimizer, 12)
     assert totals[-1] < 0.6 * totals[0]
 
 
-def test_eval_returns_detections_inside_each_image():
-    model = small_model(score_thresh=0.0, detections_per_img=50).eval()
+def test_eval_returns_detections_inside_each_image(device):
+    model = small_model(score_thresh=0.0, detections_per_img=50).to(device).eval()
     images = [torch.rand(3, 64, 64), torch.rand(3, 40, 56)]  # different sizes: padded batch
     with torch.no_grad():
         out = model(images)

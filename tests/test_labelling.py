@@ -191,9 +191,13 @@ def test_sample_labels_rejects_bad_input():
 # --------------------------------------------------------------------------- anchor_targets
 
 
-def test_anchor_targets_on_the_seed_example(anchors_800):
-    g = torch.Generator().manual_seed(0)
-    labels, deltas = anchor_targets(anchors_800, SEED_GT, (800, 800), generator=g)
+def test_anchor_targets_on_the_seed_example(anchors_800, device):
+    g = torch.Generator().manual_seed(0)  # a CPU generator: the same sample on every device
+    labels, deltas = anchor_targets(
+        anchors_800.to(device), SEED_GT.to(device), (800, 800), generator=g
+    )
+    assert labels.device == deltas.device == anchors_800.to(device).device
+    labels, deltas = labels.cpu(), deltas.cpu()
     inside = inside_anchors(anchors_800, (800, 800))
     assert labels.shape == (22500,) and deltas.shape == (22500, 4)
     assert label_counts(labels) == (18, 238, 22500 - 256)
@@ -206,12 +210,14 @@ def test_anchor_targets_on_the_seed_example(anchors_800):
     torch.testing.assert_close(decoded, best_gt, atol=1e-3, rtol=0)
 
 
-def test_anchor_targets_without_sampling_or_image_size(anchors_800, inside_800):
-    labels, _ = anchor_targets(anchors_800, SEED_GT, (800, 800), batch_size_per_image=None)
+def test_anchor_targets_without_sampling_or_image_size(anchors_800, inside_800, device):
+    anchors_800, inside_800, gt = anchors_800.to(device), inside_800.to(device), SEED_GT.to(device)
+    labels, _ = anchor_targets(anchors_800, gt, (800, 800), batch_size_per_image=None)
     inside = inside_anchors(anchors_800, (800, 800))
-    assert torch.equal(labels[inside], label_anchors(inside_800, SEED_GT)[0])
-    everywhere, _ = anchor_targets(anchors_800, SEED_GT, batch_size_per_image=None)
-    assert torch.equal(everywhere, label_anchors(anchors_800, SEED_GT)[0])
+    assert torch.equal(labels[inside], label_anchors(inside_800, gt)[0])
+    assert torch.all(labels[~inside] == -1)
+    everywhere, _ = anchor_targets(anchors_800, gt, batch_size_per_image=None)
+    assert torch.equal(everywhere, label_anchors(anchors_800, gt)[0])
     assert label_counts(everywhere)[0] > 18  # border-crossing anchors now reach 0.7
 
 

@@ -33,9 +33,9 @@ def random_proposals(seed: int, n: int = 60, size: float = 128.0) -> torch.Tenso
 # --------------------------------------------------------------------------- proposal targets
 
 
-def test_proposal_targets_known_answer():
-    gt = torch.tensor([[10.0, 10, 50, 50], [60, 60, 100, 100]])
-    gt_labels = torch.tensor([2, 3])
+def test_proposal_targets_known_answer(device):
+    gt = torch.tensor([[10.0, 10, 50, 50], [60, 60, 100, 100]], device=device)
+    gt_labels = torch.tensor([2, 3], device=device)
     proposals = torch.tensor(
         [
             [10.0, 10, 50, 60],  # IoU 0.8 with gt 0: positive, class 2
@@ -43,9 +43,11 @@ def test_proposal_targets_known_answer():
             [10, 10, 30, 30],  # IoU 0.25: negative
             [200, 200, 220, 220],  # IoU 0: negative (neg_thresh_lo = 0)
             [10, 10, 50, 90],  # IoU 0.5 exactly: positive (>= 0.5)
-        ]
+        ],
+        device=device,
     )
     rois, labels, deltas = proposal_targets(proposals, gt, gt_labels)
+    assert rois.device == labels.device == deltas.device == gt.device
     # 3 positive proposals + the 2 ground truths themselves; 2 negatives
     assert labels.tolist() == [2, 3, 2, 2, 3, 0, 0]
     assert rois[:5].tolist() == [
@@ -185,14 +187,14 @@ def test_head_is_not_an_affine_map_of_the_features(monkeypatch):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_roi_head_loss_matches_torchvision(seed):
+def test_roi_head_loss_matches_torchvision(seed, device):
     g = torch.Generator().manual_seed(seed)
     sizes = [40, 88]  # two images' samples
     total, classes = sum(sizes), 5
-    logits = torch.randn(total, classes, generator=g)
-    deltas = torch.randn(total, classes, 4, generator=g)
-    labels = torch.randint(0, classes, (total,), generator=g)
-    targets = torch.randn(total, 4, generator=g)
+    logits = torch.randn(total, classes, generator=g).to(device)
+    deltas = torch.randn(total, classes, 4, generator=g).to(device)
+    labels = torch.randint(0, classes, (total,), generator=g).to(device)
+    targets = torch.randn(total, 4, generator=g).to(device)
     want = fastrcnn_loss(
         logits, deltas.reshape(total, -1), list(labels.split(sizes)), list(targets.split(sizes))
     )

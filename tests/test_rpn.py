@@ -191,8 +191,8 @@ def random_batch(seed: int, images: int = 2, anchors: int = 300):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_rpn_loss_matches_torchvision(seed):
-    logits, deltas, labels, targets = random_batch(seed)
+def test_rpn_loss_matches_torchvision(seed, device):
+    logits, deltas, labels, targets = (t.to(device) for t in random_batch(seed))
     tv_rpn = TorchvisionRPN(AnchorGenerator(), torch.nn.Identity(), 0.7, 0.3, 256, 0.5, {}, {}, 0.7)
     # two logits (background b, object o) are one logit o - b: softmax CE = sigmoid BCE
     objectness = (logits[..., 1] - logits[..., 0]).reshape(-1, 1)
@@ -256,13 +256,14 @@ def small_rpn(**options) -> RegionProposalNetwork:
     )
 
 
-def test_rpn_training_gives_losses_and_proposals_per_image():
-    rpn = small_rpn().train()
-    features = torch.randn(2, 8, 8, 8, requires_grad=True)
+def test_rpn_training_gives_losses_and_proposals_per_image(device):
+    rpn = small_rpn().to(device).train()
+    features = torch.randn(2, 8, 8, 8, device=device, requires_grad=True)
     targets = [
         {"boxes": torch.tensor([[10.0, 10, 40, 50]]), "labels": torch.tensor([1])},
         {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},  # no object
     ]
+    targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
     # the second image is smaller than the padded batch: its proposals stay inside 96 x 64
     proposals, losses = rpn(features, [(128, 128), (96, 64)], targets)
     assert set(losses) == {"loss_objectness", "loss_rpn_box_reg"}

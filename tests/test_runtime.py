@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tutorial_det.runtime import median_time_ms, pick_device, seed_everything
+from tutorial_det import runtime
+from tutorial_det.runtime import median_time_ms, model_device, pick_device, seed_everything
 
 
 def test_pick_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
@@ -29,6 +30,17 @@ def test_pick_device_honours_a_preference_and_the_environment(monkeypatch):
     assert pick_device() == torch.device("cpu")
     with pytest.raises(ValueError, match="'cuda:1' requested but CUDA is not available"):
         pick_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match="'cuda:1' requested but this machine has 1 CUDA device"):
+        pick_device("cuda:1")
+
+
+def test_model_device_is_where_the_weights_are(device):
+    assert model_device(torch.nn.Linear(2, 2).to(device)).type == device.type
+    assert model_device(torch.nn.BatchNorm1d(2, affine=False).to(device)).type == device.type
+    assert model_device(torch.nn.ReLU()) == torch.device("cpu")  # nothing to go by
 
 
 def test_seed_everything_repeats_every_generator():
@@ -45,7 +57,11 @@ def test_seed_everything_repeats_every_generator():
         seed_everything(-1)
 
 
-def test_median_time_ms_counts_calls():
+def test_median_time_ms_counts_calls_and_waits_for_the_gpu(monkeypatch):
     calls = []
-    ms = median_time_ms(lambda: calls.append(1), repeat=5, warmup=2)
-    assert len(calls) == 7 and ms >= 0
+    monkeypatch.setattr(runtime, "synchronize", lambda: calls.append("sync"))
+    ms = median_time_ms(lambda: calls.append("fn"), repeat=3, warmup=2)
+    # every timed call starts and ends with a synchronisation; warm-up calls are not timed
+    assert calls == ["fn", "fn"] + ["sync", "fn", "sync"] * 3 and ms >= 0
+    with pytest.raises(ValueError, match="repeat must be >= 1"):
+        median_time_ms(lambda: None, repeat=0)

@@ -4,6 +4,7 @@ and the lesson's exercise checks."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -32,6 +33,7 @@ from tutorial_det.ssd import (
     multibox_loss,
     prior_targets,
 )
+from tutorial_det.training.batches import targets_to
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +74,12 @@ def _random_targets(generator: torch.Generator, count: int, n_max: int = 4) -> l
 # --------------------------------------------------------------------------- matching
 
 
-def test_match_priors_known_answer():
+def test_match_priors_known_answer(device):
     priors = torch.tensor(
-        [[0.0, 0, 10, 10], [0, 0, 10, 20], [0, 0, 4, 10], [50, 50, 60, 60], [48, 50, 60, 60]]
+        [[0.0, 0, 10, 10], [0, 0, 10, 20], [0, 0, 4, 10], [50, 50, 60, 60], [48, 50, 60, 60]],
+        device=device,
     )
-    gt = torch.tensor([[0.0, 0, 10, 10], [50, 50, 62, 60]])
+    gt = torch.tensor([[0.0, 0, 10, 10], [50, 50, 62, 60]], device=device)
     # IoUs: prior 0-2 with gt 0: 1, 0.5, 0.4; prior 3, 4 with gt 1: 0.833, 1.0 (best, forced).
     assert match_priors(priors, gt).tolist() == [0, 0, -1, 1, 1]
 
@@ -208,10 +211,13 @@ def _head_outputs(generator, batch, num_priors, num_classes=4):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_multibox_loss_equals_torchvision_compute_loss(priors, seed):
+def test_multibox_loss_equals_torchvision_compute_loss(priors, seed, device):
     g = torch.Generator().manual_seed(seed)
-    targets = _random_targets(g, 5)  # 0 to 4 objects per image
-    logits, deltas = _head_outputs(g, 5, len(priors))
+    priors = priors.to(device)
+    targets = targets_to(_random_targets(g, 5), device)  # 0 to 4 objects per image
+    logits, deltas = (
+        t.detach().to(device).requires_grad_() for t in _head_outputs(g, 5, len(priors))
+    )
     labels, target_deltas = zip(
         *(prior_targets(priors, t["boxes"], t["labels"]) for t in targets), strict=True
     )
@@ -354,7 +360,8 @@ def test_small_ssd_priors_line_up_with_the_head(small_ssd, priors):
     assert torch.equal(head_priors, priors)
 
 
-def test_small_ssd_training_and_eval_contract(small_ssd):
+def test_small_ssd_training_and_eval_contract(small_ssd, device):
+    small_ssd = copy.deepcopy(small_ssd).to(device)  # the inputs stay on the CPU: SSD moves them
     g = torch.Generator().manual_seed(1)
     images = [torch.rand(3, 128, 128, generator=g) for _ in range(3)]
     targets = _random_targets(g, 3, n_max=2)
@@ -396,9 +403,10 @@ def test_ssd_is_registered():
     assert isinstance(model, SSD) and model.num_classes == 3
 
 
-def test_small_ssd_loss_decreases_on_a_fixed_batch():
+def test_small_ssd_loss_decreases_on_a_fixed_batch(device):
     torch.manual_seed(0)
     model = SSD(3, widths=(8, 8, 16, 16), depths=(1, 1, 1, 1), extra_channels=(16, 16))
+    model.to(device)
     images = torch.full((2, 3, 64, 64), 0.2)
     images[0, :, 8:30, 10:40] = 0.9
     images[1, 0, 30:60, 20:44] = 1.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import os
 import random
 
 import matplotlib
@@ -32,6 +33,7 @@ from tutorial_det.training import (
     save_checkpoint,
 )
 from tutorial_det.training import checkpoint as checkpoint_module
+from tutorial_det.training import loop as loop_module
 from tutorial_det.viz.training import plot_history, smooth_curve
 
 matplotlib.use("Agg")
@@ -105,11 +107,13 @@ def test_eval_every_and_the_final_evaluation():
     assert [m["step"] for m in h.metrics] == [2, 4, 5]
 
 
-def test_fit_is_reproducible_and_the_seed_sets_the_data_order():
+def test_fit_is_reproducible_and_the_seed_sets_the_data_order(device):
     runs = []
     for seed in (0, 0, 1):
-        model, optimizer = tiny_setup()
-        fit(model, TinyShapes(10), optimizer=optimizer, epochs=2, batch_size=4, seed=seed, **QUIET)
+        model, optimizer = tiny_setup(dropout=0.3)
+        data = TinyShapes(10)
+        kwargs = {"epochs": 2, "batch_size": 4, "seed": seed, "device": device}
+        fit(model, data, optimizer=optimizer, deterministic=True, **kwargs, **QUIET)
         runs.append(model)
     assert state_equal(runs[0], runs[1])
     assert not state_equal(runs[0], runs[2])
@@ -233,27 +237,89 @@ def test_the_scheduler_steps_per_step_or_per_epoch(interval, factors):
     assert scheduler.last_epoch == (2 if interval == "epoch" else 6)
 
 
-def test_amp_is_off_on_the_cpu():
+class AutocastSpy(TinyDetector):
+    """Records, at each forward call, whether CPU autocast is on and the dtype a convolution
+    gives."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, images, targets=None):
+        conv = self.backbone(images[0][None])
+        self.seen.append((torch.is_autocast_enabled("cpu"), conv.dtype))
+        return super().forward(images, targets)
+
+
+def test_amp_on_the_cpu_is_off_unless_bfloat16_is_asked_for():
+    model = AutocastSpy()
+
+    def run(**kwargs):
+        model.seen.clear()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        return fit(model, TinyShapes(4), optimizer=optimizer, device="cpu", **kwargs, **QUIET)
+
+    assert run(max_steps=2).amp is None
+    assert model.seen == [(False, torch.float32)] * 2
+    for amp in (True, "bf16"):
+        h = run(max_steps=2, amp=amp)
+        assert h.amp == "bf16" and model.seen == [(True, torch.bfloat16)] * 2
+        assert np.isfinite(h.loss).all()
+    with pytest.raises(ValueError, match="float16 autocast is used on CUDA only"):
+        run(max_steps=1, amp="fp16")
+    with pytest.raises(ValueError, match="amp must be"):
+        run(max_steps=1, amp="fp32")
+
+
+@pytest.mark.parametrize(
+    "amp, native_bf16, expected",
+    [
+        (None, True, "bf16"),
+        (None, False, "fp16"),  # a GPU before Ampere: bfloat16 would be emulated
+        (True, False, "fp16"),
+        ("bf16", False, "bf16"),
+        ("fp16", True, "fp16"),
+        (False, True, None),
+        ("off", True, None),
+    ],
+)
+def test_amp_on_cuda_prefers_native_bfloat16(monkeypatch, amp, native_bf16, expected):
+    monkeypatch.setattr(loop_module, "_native_bf16", lambda device: native_bf16)
+    assert loop_module._resolve_amp(amp, torch.device("cuda")) == expected
+
+
+def test_mixed_precision_trains_on_each_device(device):
+    for amp in ("bf16", "fp16") if device.type == "cuda" else ("bf16",):
+        model, optimizer = tiny_setup()
+        h = fit(
+            model, TinyShapes(8), optimizer=optimizer, max_steps=3, amp=amp, device=device, **QUIET
+        )
+        assert (h.amp, h.device) == (amp, str(device)) and np.isfinite(h.loss).all()
+        assert all(p.device.type == device.type for p in model.parameters())
+
+
+def test_deterministic_mode_lasts_for_the_call_only(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     seen = []
 
     class Spy(TinyDetector):
         def forward(self, images, targets=None):
-            seen.append((torch.is_autocast_enabled("cpu"), self.backbone(images[0][None]).dtype))
+            seen.append(
+                (
+                    torch.are_deterministic_algorithms_enabled(),
+                    torch.backends.cudnn.benchmark,
+                    os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+                )
+            )
             return super().forward(images, targets)
 
-    model = Spy()
-
-    def run(**kwargs):
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        return fit(model, TinyShapes(4), optimizer=optimizer, **kwargs, **QUIET)
-
-    assert run(max_steps=2).amp is None
-    assert seen == [(False, torch.float32)] * 2
-    for amp in (True, "bf16", "fp16"):
-        with pytest.raises(ValueError, match="CUDA only"):
-            run(max_steps=1, amp=amp, device="cpu")
-    with pytest.raises(ValueError, match="amp must be"):
-        run(max_steps=1, amp="fp32")
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    model, optimizer = tiny_setup(model_cls=Spy)
+    fit(model, TinyShapes(4), optimizer=optimizer, max_steps=1, deterministic=True, **QUIET)
+    assert seen == [(True, False, ":4096:8")]
+    assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+    fit(model, TinyShapes(4), optimizer=optimizer, max_steps=1, **QUIET)
+    assert seen[-1][:2] == (False, True)
 
 
 # --------------------------------------------------------------------------- batch sources
@@ -428,12 +494,12 @@ def resume_setup_run(init_seed=0, model_cls=TinyDetector, prepare=None, **fit_kw
     return model, optimizer, scheduler, h
 
 
-def resume_and_compare(tmp_path):
-    reference, ref_opt, _, ref_h = resume_setup_run(max_steps=TOTAL_STEPS)
+def resume_and_compare(tmp_path, **fit_kwargs):
+    reference, ref_opt, _, ref_h = resume_setup_run(max_steps=TOTAL_STEPS, **fit_kwargs)
     # a new process: other initial weights, other global random state
     random.seed(9), np.random.seed(9)
     model, optimizer, scheduler, h = resume_setup_run(
-        init_seed=123, max_steps=TOTAL_STEPS, checkpoint_dir=tmp_path, resume=True
+        init_seed=123, max_steps=TOTAL_STEPS, checkpoint_dir=tmp_path, resume=True, **fit_kwargs
     )
     assert state_equal(model, reference)
     a, b = optimizer.state_dict()["state"], ref_opt.state_dict()["state"]
@@ -449,9 +515,11 @@ def resume_and_compare(tmp_path):
 
 
 @pytest.mark.parametrize("stop_after", [2, 4, 5])  # mid-epoch, at the epoch's end, just after
-def test_a_stopped_run_resumes_to_exactly_the_same_weights(tmp_path, stop_after):
-    resume_setup_run(max_steps=stop_after, checkpoint_dir=tmp_path)
-    resume_and_compare(tmp_path)
+def test_a_stopped_run_resumes_to_exactly_the_same_weights(tmp_path, stop_after, device):
+    # deterministic kernels: on CUDA a backward pass may otherwise add in a varying order
+    on_device = {"device": device, "deterministic": True}
+    resume_setup_run(max_steps=stop_after, checkpoint_dir=tmp_path, **on_device)
+    resume_and_compare(tmp_path, **on_device)
 
 
 class PowerCutAtStep7(TinyDetector):
@@ -714,12 +782,14 @@ def test_load_partial_state_dict_reads_a_fit_checkpoint(tmp_path):
 # --------------------------------------------------------------------------- evaluate, torchvision
 
 
-def test_evaluate_returns_predictions_and_targets_in_order():
+def test_evaluate_returns_predictions_and_targets_in_order(device):
     data = TinyShapes(5)
-    model = TinyDetector(dropout=0.5)
+    model = TinyDetector(dropout=0.5).to(device)
     model.train()
     predictions, targets = evaluate(model, data, batch_size=2)
     assert model.training  # put back in the mode it was in
+    assert all(p.device.type == device.type for p in model.parameters())  # and left where it was
+    assert all(v.device.type == "cpu" for pred in predictions for v in pred.values())
     assert len(predictions) == len(targets) == 5
     for i, (pred, target) in enumerate(zip(predictions, targets, strict=True)):
         assert torch.equal(target["boxes"], data[i][1]["boxes"])
@@ -727,9 +797,48 @@ def test_evaluate_returns_predictions_and_targets_in_order():
         assert not pred["boxes"].requires_grad
     model.eval()
     with torch.no_grad():
-        expected = model([data[i][0] for i in range(5)])
+        expected = model([data[i][0].to(device) for i in range(5)])
     for pred, exp in zip(predictions, expected, strict=True):
-        torch.testing.assert_close(pred["boxes"], exp["boxes"])
+        torch.testing.assert_close(pred["boxes"], exp["boxes"].cpu())
+
+
+def test_evaluate_runs_on_the_model_s_device_unless_told_otherwise(monkeypatch, device):
+    """The device the environment prefers is for new models: evaluate keeps a model where it is,
+    and moves it for the call only when given another device."""
+    monkeypatch.setenv("TUTORIAL_DET_DEVICE", "meta")  # a device nothing could be evaluated on
+    model = TinyDetector()
+    predictions, _ = evaluate(model, TinyShapes(3))
+    assert len(predictions) == 3 and model.backbone.weight.device.type == "cpu"
+    seen = []
+
+    class Spy(TinyDetector):
+        def forward(self, images, targets=None):
+            seen.append((self.backbone.weight.device.type, images[0].device.type))
+            return super().forward(images, targets)
+
+    spy = Spy()
+    evaluate(spy, TinyShapes(3), device=device, batch_size=2)
+    assert seen == [(device.type, device.type)] * 2
+    assert spy.backbone.weight.device.type == "cpu"
+
+
+def test_evaluating_during_training_leaves_model_and_optimizer_together(device):
+    model, optimizer = tiny_setup(adam=True, lr=1e-2)
+    eval_fn = functools.partial(evaluate_map, data=TinyShapes(4, seed=1), device="cpu")
+    fit(
+        model,
+        TinyShapes(8),
+        optimizer=optimizer,
+        max_steps=4,
+        eval_every=2,
+        eval_fn=eval_fn,
+        device=device,
+        **QUIET,
+    )
+    assert all(p.device.type == device.type for p in model.parameters())
+    state = optimizer.state_dict()["state"]
+    assert all(t.device.type in (device.type, "cpu") for s in state.values() for t in s.values())
+    assert all(s["exp_avg"].device.type == device.type for s in state.values())
 
 
 @pytest.mark.slow  # a real detector: seconds per step on a busy CPU

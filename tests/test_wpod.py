@@ -395,11 +395,12 @@ def test_network_layout_and_shapes():
         WPODNet(width=0)
 
 
-def test_detector_training_contract():
+def test_detector_training_contract(device):
     torch.manual_seed(0)
     plates = PlatesDataset(3, seed=5, image_size=64, plate_width=(20, 48))
     images, targets = zip(*[plates[i] for i in range(3)], strict=True)
-    model = WPODDetector(width=0.25).train()
+    images = [image.to(device) for image in images]
+    model = WPODDetector(width=0.25).to(device).train()
     losses = model(list(images), list(targets))
     assert set(losses) == {"loss_affine", "loss_object", "loss_background"}
     assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
@@ -418,9 +419,9 @@ def test_detector_training_contract():
         model(list(images))
 
 
-def test_detector_eval_contract_pads_mixed_sizes():
-    model = WPODDetector(width=0.25, score_thresh=0.0).eval()
-    out = model([torch.rand(3, 50, 70), torch.rand(3, 64, 64)])
+def test_detector_eval_contract_pads_mixed_sizes(device):
+    model = WPODDetector(width=0.25, score_thresh=0.0).to(device).eval()
+    out = model([torch.rand(3, 50, 70, device=device), torch.rand(3, 64, 64, device=device)])
     assert len(out) == 2
     for det, (h, w) in zip(out, [(50, 70), (64, 64)], strict=True):
         assert set(det) == {"boxes", "labels", "scores", "corners"}
@@ -430,7 +431,7 @@ def test_detector_eval_contract_pads_mixed_sizes():
         assert (det["labels"] == 1).all()
         assert (det["boxes"][:, 2] <= w).all() and (det["boxes"][:, 3] <= h).all()
     with pytest.raises(ValueError, match=r"images\[1\]"):
-        model([torch.rand(3, 32, 32), torch.rand(32, 32)])
+        model([torch.rand(3, 32, 32, device=device), torch.rand(32, 32, device=device)])
 
 
 def test_registry_builds_wpod():

@@ -74,12 +74,13 @@ def setup(device: str | torch.device | None = None) -> tuple[DistContext, torch.
 
     Three cases: a process group already exists (used as it is); ``WORLD_SIZE`` > 1 is set (a
     torchrun launch: the group is created here, NCCL for CUDA, Gloo otherwise); neither (a single
-    process). Under torchrun a CUDA device without an index becomes ``cuda:LOCAL_RANK``. The
-    group's collectives time out after :func:`process_group_timeout`.
+    process). Under torchrun a CUDA device (``cuda`` or ``cuda:0``) becomes ``cuda:LOCAL_RANK``.
+    The group's collectives time out after :func:`process_group_timeout`.
 
     Raises:
         ValueError: torchrun's variables are incomplete, or the device cannot be shared out
-            (MPS has no distributed backend).
+            (MPS has no distributed backend, fewer GPUs than processes on this machine, a GPU
+            index other than the local rank's).
     """
     device = pick_device(device)
     if dist.is_available() and dist.is_initialized():
@@ -104,8 +105,7 @@ def setup(device: str | torch.device | None = None) -> tuple[DistContext, torch.
     if device.type == "mps":
         raise ValueError("distributed training needs CUDA or the CPU; MPS has no backend")
     if device.type == "cuda":
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
+        device = _rank_gpu(device, local_rank)
         torch.cuda.set_device(device)
     if initialised_here:
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -113,6 +113,27 @@ def setup(device: str | torch.device | None = None) -> tuple[DistContext, torch.
             backend=backend, rank=rank, world_size=world_size, timeout=process_group_timeout()
         )
     return DistContext(rank, local_rank, world_size, initialised_here), device
+
+
+def _rank_gpu(device: torch.device, local_rank: int) -> torch.device:
+    """``cuda:LOCAL_RANK``: every process of a machine trains on its own GPU.
+
+    ``cuda`` and ``cuda:0`` (what a command line passes on to every process alike) both mean
+    "the GPU of my local rank"; another index would put two processes on one GPU.
+    """
+    if device.index not in (None, 0, local_rank):
+        raise ValueError(
+            f"under torchrun each process takes the GPU of its local rank (cuda:{local_rank} "
+            f"here), not {device}: pass cuda, and choose the GPUs with CUDA_VISIBLE_DEVICES"
+        )
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise ValueError(
+            f"local rank {local_rank} needs cuda:{local_rank} but this machine has {count} "
+            f"GPU(s): start at most {count} process(es) per machine (torchrun "
+            f"--nproc_per_node={count})"
+        )
+    return torch.device("cuda", local_rank)
 
 
 def teardown(ctx: DistContext) -> None:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from tutorial_det.data.collate import detection_collate
 from tutorial_det.metrics import mean_average_precision
-from tutorial_det.runtime import pick_device
+from tutorial_det.runtime import model_device, pick_device
 from tutorial_det.training.batches import check_batch, images_to, is_map_style, targets_to
 
 
@@ -32,18 +32,22 @@ def evaluate(
 
     Args:
         model: a torchvision-style detector; ``model(images)`` in eval mode returns one
-            ``{"boxes" [K, 4] xyxy, "labels" [K], "scores" [K]}`` per image. It is moved to
-            ``device`` and put back in the mode (train or eval) it was in.
+            ``{"boxes" [K, 4] xyxy, "labels" [K], "scores" [K]}`` per image. It is put back in
+            the mode (train or eval) and on the device it was in.
         data: a map-style data set of ``(image, target)`` items, read in order, or an iterable of
             ready ``(images, targets)`` batches.
-        device: default :func:`~tutorial_det.runtime.pick_device`.
+        device: where to predict; default the model's own device
+            (:func:`~tutorial_det.runtime.model_device`), so that evaluating in the middle of a
+            training run (``fit``'s ``eval_fn``) never moves the model away from its optimizer.
+            Another device moves the model there for the call only.
         batch_size, collate_fn, num_workers: how a data set is batched.
 
     Returns:
         ``(predictions, targets)``: two lists with one entry per image, in the data's order, every
         tensor on the CPU; ready for ``tutorial_det.metrics.mean_average_precision``.
     """
-    device = pick_device(device)
+    home = model_device(model)
+    device = home if device is None else pick_device(device)
     if is_map_style(data):
         if not (isinstance(batch_size, int) and batch_size > 0):
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -55,7 +59,12 @@ def evaluate(
             num_workers=num_workers,
         )
     was_training = model.training
-    model.to(device).eval()
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    moved = device != home
+    if moved:
+        model.to(device)
+    model.eval()
     predictions: list[dict[str, torch.Tensor]] = []
     targets: list[dict[str, Any]] = []
     try:
@@ -76,6 +85,8 @@ def evaluate(
                 predictions.append({k: v.detach().cpu() for k, v in out.items()})
             targets += targets_to(batch_targets, torch.device("cpu"))
     finally:
+        if moved:
+            model.to(home)
         model.train(was_training)
     return predictions, targets
 

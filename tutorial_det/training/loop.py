@@ -8,7 +8,7 @@ returns a dict of scalar losses, and the loss trained on is their sum.
 One optimizer step of ``fit``, in order:
 
 1. take the next batch and move it to the device;
-2. forward pass, under autocast when mixed precision is on (CUDA only);
+2. forward pass, under autocast when mixed precision is on;
 3. average the loss terms over the processes (torch.distributed) and stop with
    :class:`NonFiniteLossError` if any is NaN or infinite, before the weights are touched;
 4. backward pass (through the GradScaler for float16);
@@ -96,24 +96,60 @@ class _Settings:
     data_length: int | None
 
 
+def _native_bf16(device: torch.device) -> bool:
+    """True when the GPU computes in bfloat16 natively (Ampere and later). Older GPUs emulate it
+    (slowly), and ``torch.cuda.is_bf16_supported()`` counts emulation unless told not to."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a PyTorch without the argument reports native support only
+        return torch.cuda.is_bf16_supported()
+
+
 def _resolve_amp(amp: bool | str | None, device: torch.device) -> str | None:
-    """``None`` (no autocast), ``"bf16"`` or ``"fp16"`` for the requested ``amp`` on ``device``."""
-    if amp is None:
-        if device.type != "cuda":
-            return None
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    """``None`` (no autocast), ``"bf16"`` or ``"fp16"`` for the requested ``amp`` on ``device``.
+
+    bfloat16 has float32's range, so it needs no loss scaling; float16 overflows above 65504 and
+    its small gradients underflow, so it runs only on CUDA and always with a GradScaler.
+    """
     if amp is False or amp == "off":
         return None
-    if amp not in (True, "bf16", "fp16"):
+    if amp not in (None, True, "bf16", "fp16"):
         raise ValueError(f"amp must be None, False, True, 'bf16' or 'fp16', got {amp!r}")
-    if device.type != "cuda":
-        raise ValueError(
-            f"amp={amp!r}: mixed precision is used on CUDA only and this run is on {device}; "
-            "leave amp=None to choose automatically"
-        )
-    if amp is True:
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return amp
+    if device.type == "cuda":
+        if amp in (None, True):
+            return "bf16" if _native_bf16(device) else "fp16"
+        return amp
+    if amp is None:
+        return None
+    if device.type == "cpu" and amp in (True, "bf16"):
+        return "bf16"
+    raise ValueError(
+        f"amp={amp!r} on {device}: float16 autocast is used on CUDA only (with a GradScaler), "
+        "bfloat16 on CUDA and the CPU; leave amp=None to choose automatically"
+    )
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    """Deterministic kernels for the duration of ``fit`` (the settings before are restored)."""
+    if not enabled:
+        yield
+        return
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    # cuBLAS is deterministic only with a fixed workspace per stream (NVIDIA's cuBLAS notes);
+    # PyTorch refuses matrix products in deterministic mode until this is set.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[2]
 
 
 def _check_positive(name: str, value: Any, kind: type = int) -> None:
@@ -520,6 +556,7 @@ def fit(
     progress: bool = True,
     seed: int = 0,
     num_workers: int = 0,
+    deterministic: bool = False,
     ddp_kwargs: dict[str, Any] | None = None,
 ) -> History:
     """Train a detection model; return the :class:`History` of the run.
@@ -544,10 +581,13 @@ def fit(
             in epochs (``lambda epoch: 0.95 ** epoch``) must use ``"epoch"``; stepping it every
             batch decays the rate once per batch.
         device: where to train; default :func:`~tutorial_det.runtime.pick_device`. Under torchrun
-            a CUDA device becomes ``cuda:LOCAL_RANK``.
-        amp: mixed precision. ``None``: bfloat16 autocast on CUDA where supported, else float16
-            with a GradScaler; off on the CPU and MPS. ``False``: off. ``True``/``"bf16"``/
-            ``"fp16"``: on (CUDA only; a ValueError elsewhere).
+            ``cuda`` (or ``cuda:0``) becomes ``cuda:LOCAL_RANK``, one GPU per process.
+        amp: mixed precision (autocast). ``None``: on CUDA, bfloat16 where the GPU computes it
+            natively (Ampere and later), else float16 with a GradScaler; off on the CPU and MPS.
+            ``False``: off. ``True``: that same choice on CUDA, bfloat16 on the CPU.
+            ``"bf16"``: bfloat16 (CUDA or CPU). ``"fp16"``: float16 with a GradScaler (CUDA
+            only). A ValueError for any other combination. The detectors keep box coordinates,
+            IoUs and box coding in float32 under autocast (tested in both half types).
         grad_clip_norm: clip the total gradient norm to this value (the norm before clipping goes
             into ``history.grad_norm``).
         checkpoint_dir: folder for ``last.pt``, written atomically every ``checkpoint_every`` steps,
@@ -556,9 +596,14 @@ def fit(
         resume: ``True``: continue from ``checkpoint_dir/last.pt`` if it exists (else start
             afresh); a path: continue from that file. Model, optimizer, scheduler, GradScaler, the
             step, the epoch and the position in it, every random generator and the data order are
-            restored: with a data set, the resumed run ends with exactly the weights of an
-            uninterrupted one (on the same device; with ``num_workers > 0`` when the items depend
-            only on their index, as the synthetic data sets' do).
+            restored. With a data set, on the CPU, the resumed run ends with exactly the weights
+            of an uninterrupted one (with ``num_workers > 0`` too, when the items depend only on
+            their index, as the synthetic data sets' do). On CUDA the same holds with
+            ``deterministic=True``; without it, some kernels (the backward of ``index_select``,
+            of convolutions, of RoIAlign) add in a varying order, so a resumed run, like any
+            second run, ends as close to the uninterrupted one as two uninterrupted runs end to
+            each other, not bit for bit. Resume on the device and in the precision (``amp``) the
+            run started with.
         eval_fn: ``eval_fn(model) -> {"name": number}``, called (rank 0, under ``torch.no_grad``,
             without disturbing the training run's random stream) every ``eval_every`` steps, or
             at the end of each epoch when ``eval_every`` is None, and at the end of training.
@@ -566,6 +611,14 @@ def fit(
         progress: show a tqdm progress bar (rank 0 only).
         seed: seeds Python, NumPy and torch (``seed + rank`` on each process) and the data order.
         num_workers: DataLoader worker processes for a data set.
+        deterministic: run with deterministic kernels (``torch.use_deterministic_algorithms``,
+            cuDNN benchmarking off, ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless already set; the
+            previous settings are restored on return): two runs, or a run and its resumed twin,
+            then give the same weights bit for bit on CUDA too. It costs speed on CUDA
+            (deterministic scatter-adds and convolution algorithms; the README's GPU section
+            gives the measured cost) and nothing on the CPU, whose kernels are deterministic
+            already. An operation with no deterministic CUDA kernel raises a RuntimeError
+            naming it.
         ddp_kwargs: extra arguments for DistributedDataParallel (``find_unused_parameters=True``
             for a model that leaves some parameters unused in a step).
 
@@ -615,57 +668,58 @@ def fit(
 
     ctx, device = distributed.setup(device)
     try:
-        amp_mode = _resolve_amp(amp, device)
-        source = batch_source(
-            train_data,
-            batch_size=batch_size,
-            collate_fn=collate_fn,
-            shuffle=shuffle,
-            seed=seed,
-            rank=ctx.rank,
-            world_size=ctx.world_size,
-            num_workers=num_workers,
-            pin_memory=device.type == "cuda",
-        )
-        if source.kind == "callable" and (epochs is not None or scheduler_interval == "epoch"):
-            raise ValueError(
-                "a callable batch source has no epochs: use max_steps or max_seconds, and "
-                "scheduler_interval='step'"
+        with _deterministic(deterministic):
+            amp_mode = _resolve_amp(amp, device)
+            source = batch_source(
+                train_data,
+                batch_size=batch_size,
+                collate_fn=collate_fn,
+                shuffle=shuffle,
+                seed=seed,
+                rank=ctx.rank,
+                world_size=ctx.world_size,
+                num_workers=num_workers,
+                pin_memory=device.type == "cuda",
             )
-        settings = _Settings(
-            epochs=epochs,
-            max_steps=max_steps,
-            max_seconds=max_seconds,
-            scheduler_interval=scheduler_interval,
-            grad_clip_norm=grad_clip_norm,
-            checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
-            checkpoint_every=checkpoint_every,
-            eval_fn=eval_fn,
-            eval_every=eval_every,
-            log_every=log_every,
-            progress=progress,
-            seed=seed,
-            batch_size=batch_size if source.kind == "dataset" else None,
-            data_length=len(train_data) if source.kind == "dataset" else None,
-        )
-        model.to(device)
-        trainer = _Trainer(model, optimizer, scheduler, device, amp_mode, ctx, settings)
-        if ctx.is_main and settings.checkpoint_dir is not None:
-            for path in remove_temporary_files(settings.checkpoint_dir, (CHECKPOINT_NAME,)):
-                trainer.say(f"removed {path}, left behind by an interrupted checkpoint write")
-        resume_path = _resume_path(resume, checkpoint_dir, ctx)
-        if resume_path is None:
-            seed_everything(seed + ctx.rank)
-        else:
-            trainer.restore(resume_path, source)  # restores the RNG states last
-        model.train()
-        if ctx.enabled:
-            device_ids = [device.index] if device.type == "cuda" else None
-            trainer.train_model = DistributedDataParallel(
-                model, device_ids=device_ids, **(ddp_kwargs or {})
+            if source.kind == "callable" and (epochs is not None or scheduler_interval == "epoch"):
+                raise ValueError(
+                    "a callable batch source has no epochs: use max_steps or max_seconds, and "
+                    "scheduler_interval='step'"
+                )
+            settings = _Settings(
+                epochs=epochs,
+                max_steps=max_steps,
+                max_seconds=max_seconds,
+                scheduler_interval=scheduler_interval,
+                grad_clip_norm=grad_clip_norm,
+                checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
+                checkpoint_every=checkpoint_every,
+                eval_fn=eval_fn,
+                eval_every=eval_every,
+                log_every=log_every,
+                progress=progress,
+                seed=seed,
+                batch_size=batch_size if source.kind == "dataset" else None,
+                data_length=len(train_data) if source.kind == "dataset" else None,
             )
-        trainer.run(source, resume_path)
-        return trainer.history
+            model.to(device)
+            trainer = _Trainer(model, optimizer, scheduler, device, amp_mode, ctx, settings)
+            if ctx.is_main and settings.checkpoint_dir is not None:
+                for path in remove_temporary_files(settings.checkpoint_dir, (CHECKPOINT_NAME,)):
+                    trainer.say(f"removed {path}, left behind by an interrupted checkpoint write")
+            resume_path = _resume_path(resume, checkpoint_dir, ctx)
+            if resume_path is None:
+                seed_everything(seed + ctx.rank)
+            else:
+                trainer.restore(resume_path, source)  # restores the RNG states last
+            model.train()
+            if ctx.enabled:
+                device_ids = [device.index] if device.type == "cuda" else None
+                trainer.train_model = DistributedDataParallel(
+                    model, device_ids=device_ids, **(ddp_kwargs or {})
+                )
+            trainer.run(source, resume_path)
+            return trainer.history
     finally:
         distributed.teardown(ctx)
 
