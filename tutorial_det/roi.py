@@ -74,7 +74,11 @@ def proposal_targets(
         ``rois [S, 4]`` (positives first), ``labels [S]`` int64 (0 for negatives),
         ``target_deltas [S, 4]`` (zeros for negatives), ``S <= batch_size_per_image``.
     """
+    # Labels and targets are computed in float32 at least, whatever precision the proposals
+    # come in: in float16 a 220 px box's area plus another's overflows (above 65504) and its IoU
+    # with itself reads 0; in bfloat16 a target like log(220 / 216) is off by 15 %.
     proposals = check_boxes(proposals, "proposals")
+    proposals = proposals.to(torch.promote_types(proposals.dtype, torch.float32))
     gt_boxes = check_boxes(gt_boxes, "gt_boxes").to(proposals)
     if not isinstance(gt_labels, Tensor) or gt_labels.shape != gt_boxes.shape[:1]:
         raise ValueError(
@@ -172,17 +176,23 @@ class RoIHead(nn.Module):
             nn.init.zeros_(self.bbox_pred.bias)
 
     def pool(self, features: Tensor, rois: Sequence[Tensor]) -> Tensor:
-        """``[K, C, s, s]`` pooled features of every RoI (images in order)."""
+        """``[K, C, s, s]`` pooled features of every RoI (images in order), in the features'
+        dtype. Pooling reads the map in float32 at least: the RoIs are pixel coordinates, which
+        half precision would round (bfloat16 to 1 px at 200 px)."""
+        dtype = torch.promote_types(features.dtype, torch.float32)
+        rois = [r.to(dtype) for r in rois]
         if self.pooling == "pool":
-            return roi_pool(features, list(rois), self.output_size, self.spatial_scale)
-        return torchvision.ops.roi_align(
-            features,
-            [r.to(features.dtype) for r in rois],
-            self.output_size,
-            self.spatial_scale,
-            self.sampling_ratio,
-            aligned=True,
-        )
+            pooled = roi_pool(features.to(dtype), rois, self.output_size, self.spatial_scale)
+        else:
+            pooled = torchvision.ops.roi_align(
+                features.to(dtype),
+                rois,
+                self.output_size,
+                self.spatial_scale,
+                self.sampling_ratio,
+                aligned=True,
+            )
+        return pooled.to(features.dtype)
 
     def forward(self, features: Tensor, rois: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         x = self.pool(features, rois).flatten(1)  # [K, C, s, s] -> [K, C * s * s]
@@ -243,7 +253,7 @@ def roi_head_loss(
     positive = torch.where(labels > 0)[0]
     box = F.smooth_l1_loss(
         box_deltas[positive, labels[positive]],
-        target_deltas[positive].to(box_deltas.dtype),
+        target_deltas[positive],
         beta=beta,
         reduction="sum",
     )
