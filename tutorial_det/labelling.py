@@ -179,18 +179,19 @@ def anchor_targets(
     anchors = check_boxes(anchors, "anchors")
     gt_boxes = check_boxes(gt_boxes, "gt_boxes").to(anchors.dtype)
     num = anchors.shape[0]
-    keep = (
-        inside_anchors(anchors, image_size)
-        if image_size is not None
-        else torch.ones(num, dtype=torch.bool, device=anchors.device)
-    )
-    labels = torch.full((num,), -1, dtype=torch.int64, device=anchors.device)
-    matched_gt = torch.zeros(num, dtype=torch.int64, device=anchors.device)
-    labels[keep], matched_gt[keep] = label_anchors(anchors[keep], gt_boxes, pos_thresh, neg_thresh)
+    if image_size is None:
+        labels, matched_gt = label_anchors(anchors, gt_boxes, pos_thresh, neg_thresh)
+    else:  # the inside anchors only: selecting them costs a wait for the GPU per image
+        keep = inside_anchors(anchors, image_size)
+        labels = torch.full((num,), -1, dtype=torch.int64, device=anchors.device)
+        matched_gt = torch.zeros(num, dtype=torch.int64, device=anchors.device)
+        labels[keep], matched_gt[keep] = label_anchors(
+            anchors[keep], gt_boxes, pos_thresh, neg_thresh
+        )
     if batch_size_per_image is not None:
         labels = sample_labels(labels, batch_size_per_image, positive_fraction, generator)
     deltas = torch.zeros_like(anchors)
-    positive = labels == 1
+    positive = torch.where(labels == 1)[0]  # indices: three selections, one wait for the GPU
     # A positive anchor overlaps its matched ground truth (IoU > 0), so both have positive sizes.
     deltas[positive] = encode_boxes(gt_boxes[matched_gt[positive]], anchors[positive], weights)
     return labels, deltas
@@ -249,15 +250,15 @@ def match_priors(priors: Tensor, gt_boxes: Tensor, pos_thresh: float = 0.5) -> T
         return matched
     iou = box_iou(gt_boxes, priors, validate=False)  # [G, P], checked above
     best_iou, best_gt = iou.max(dim=0)
-    keep = best_iou >= pos_thresh
-    matched[keep] = best_gt[keep]
+    matched = torch.where(best_iou >= pos_thresh, best_gt, matched)
+    # Rule 1, one pair per round, all on the device: the pair is read as tensors (never as
+    # Python numbers, which would wait for the GPU twice per object), and a round whose highest
+    # IoU is 0 changes nothing, as every later one (the loop may stop early, not late).
     remaining = iou.clone()
     for _ in range(num_gt):
-        value, flat = remaining.flatten().max(dim=0)
-        if value <= 0:
-            break
-        g, p = divmod(int(flat), num_priors)
-        matched[p] = g
+        value, flat = remaining.flatten().max(dim=0, keepdim=True)  # [1], [1]
+        g, p = flat // num_priors, flat % num_priors
+        matched[p] = torch.where(value > 0, g, matched[p])
         remaining[g, :] = -1
         remaining[:, p] = -1
     return matched
