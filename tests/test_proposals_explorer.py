@@ -125,14 +125,16 @@ def test_nothing_left_is_reported_not_raised():
     assert explorer.view is None and "Nothing to show" in explorer.sentence
 
 
-def test_from_model_uses_the_model_rpn():
+def test_from_model_uses_the_model_rpn(device):
     torch.manual_seed(0)
-    model = FasterRCNN(4).eval()
-    explorer = ProposalsExplorer.from_model(model, IMAGE)  # the model's test-time settings
+    model = FasterRCNN(4).to(device).eval()
+    gt = torch.tensor([[20.0, 30, 60, 70]], device=device)
+    # the model's test-time settings; the explorer computes on the CPU wherever the model is
+    explorer = ProposalsExplorer.from_model(model, IMAGE, gt)
     with torch.no_grad():
         features = model.backbone(model.transform([IMAGE])[0])
         proposals, _ = model.rpn(features, [(128, 160)])
-    torch.testing.assert_close(explorer.view.boxes, proposals[0])
+    torch.testing.assert_close(explorer.view.boxes, proposals[0].cpu())
     assert explorer.post_nms_top_n.value == 150 and explorer.view.kept == 150
     wider = ProposalsExplorer.from_model(model, IMAGE, post_nms_top_n=300)
     assert wider.view.kept == 300

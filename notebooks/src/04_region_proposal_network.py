@@ -47,13 +47,14 @@ from tutorial_det.rpn import (
     rpn_loss,
     to_anchor_order,
 )
-from tutorial_det.runtime import seed_everything
+from tutorial_det.runtime import pick_device, seed_everything
 from tutorial_det.samples import load_sample
 from tutorial_det.training import fit
 from tutorial_det.viz import draw_boxes, draw_cell, show_image
 from tutorial_det.widgets.proposals import ProposalsExplorer
 
 seed_everything(0)
+device = pick_device()  # where section 7 trains: cuda, then mps, then cpu
 
 # %% [markdown]
 # ## 1. Features of an 800 x 800 image
@@ -512,7 +513,7 @@ history = fit(
     max_steps=150,
     batch_size=8,
     shuffle=False,
-    device="cpu",
+    device=device,
     log_every=10,
     progress=False,
 )
@@ -528,7 +529,7 @@ def recall_at(detector, data, top_n, iou=0.5):
         for image, target in data:
             batch, sizes = detector.transform([image])
             proposals, _ = detector.rpn(detector.backbone(batch), sizes)
-            best = box_iou(target["boxes"], proposals[0][:top_n]).max(dim=1).values
+            best = box_iou(target["boxes"], proposals[0][:top_n].cpu()).max(dim=1).values
             found += int((best >= iou).sum())
             total += len(target["boxes"])
     return found / total

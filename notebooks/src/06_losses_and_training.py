@@ -46,12 +46,13 @@ from tutorial_det.rpn import (
     rpn_loss,
     to_anchor_order,
 )
-from tutorial_det.runtime import seed_everything
+from tutorial_det.runtime import pick_device, seed_everything
 from tutorial_det.samples import load_sample
 from tutorial_det.training import evaluate, fit
 from tutorial_det.viz import draw_boxes, plot_history, show_image
 
 seed_everything(0)
+device = pick_device()  # where section 5 trains: cuda, then mps, then cpu
 
 # %% [markdown]
 # ## 1. The example of lessons 04 and 05
@@ -360,7 +361,7 @@ history = fit(
     grad_clip_norm=10.0,
     log_every=20,
     progress=False,
-    device="cpu",
+    device=device,
 )
 train_seconds = time.perf_counter() - start
 print(
@@ -377,7 +378,7 @@ print(
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-predictions, targets = evaluate(model, held_out, batch_size=25, device="cpu")
+predictions, targets = evaluate(model, held_out, batch_size=25)
 metrics = mean_average_precision(predictions, targets)
 print(f"mAP@0.5 = {metrics['map_50']:.3f}, mAP@[.5:.95] = {metrics['map']:.3f}")
 for name, ap in zip(SHAPE_CLASSES[1:], metrics["map_per_class"].tolist(), strict=True):

@@ -82,17 +82,18 @@ class ProposalsExplorer(Explorer):
     ) -> None:
         self.image = to_display_image(image)
         self.image_size = tuple(int(v) for v in self.image.shape[:2])
-        anchors = check_boxes(anchors.detach().float(), "anchors")
-        logits = logits.detach().float()
+        # the explorer computes on the CPU, whatever device the model's outputs come from
+        anchors = check_boxes(anchors.detach().cpu().float(), "anchors")
+        logits = logits.detach().cpu().float()
         scores = objectness_probability(logits) if logits.ndim == 2 else logits
         self.anchor_count = len(anchors)
         self.boxes, self.scores = candidate_boxes(
-            anchors, scores, deltas.detach().float(), self.image_size, min_size
+            anchors, scores, deltas.detach().cpu().float(), self.image_size, min_size
         )
         self.gt_boxes = (
             torch.zeros(0, 4)
             if gt_boxes is None
-            else check_boxes(torch.as_tensor(gt_boxes).float().as_subclass(torch.Tensor))
+            else check_boxes(torch.as_tensor(gt_boxes).cpu().float().as_subclass(torch.Tensor))
         )
         self.max_drawn = int(max_drawn)
         top = max(len(self.boxes), 1)
