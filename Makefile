@@ -18,7 +18,7 @@ FRESH ?= notebooks/fresh
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 
-.PHONY: help setup lab test lint format notebooks notebook fresh-copies bench clean
+.PHONY: help setup lab test lint format notebooks notebook fresh-copies bench gpu-check gpu-wheels clean
 
 help:
 	@echo "make lab        set up .venv (first time only) and open JupyterLab on notebooks/"
@@ -27,6 +27,8 @@ help:
 	@echo "make notebook NB=02_anchors   the same for one lesson"
 	@echo "make fresh-copies  the lessons without outputs, to run yourself, in $(FRESH)/"
 	@echo "make bench      print the benchmark tables (benchmarks/)"
+	@echo "make gpu-check OUT=folder   the suite, every lesson and a training run on CUDA, one report"
+	@echo "make gpu-wheels   download into .whl/ the wheels a bare GPU machine needs for gpu-check"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +97,21 @@ fresh-copies: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# The GPU check runs with the Python found on the GPU machine (no .venv: its torch is the
+# machine's own); GPU_CHECK_ARGS passes options on (--quick --device cpu, --seeds 0 1, ...).
+GPU_PYTHON ?= python3
+gpu-check:
+	@test -n "$(OUT)" || { echo "usage: make gpu-check OUT=folder (the report goes there)"; exit 2; }
+	$(GPU_PYTHON) -m benchmarks.gpu_check --out $(OUT) $(GPU_CHECK_ARGS)
+
+# Wheels for Python 3.12 on x86-64 Linux, one pinned version each (benchmarks/gpu_wheels.txt).
+gpu-wheels:
+	rm -rf .whl
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl -r benchmarks/gpu_wheels.txt
+	@du -sh .whl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

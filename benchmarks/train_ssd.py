@@ -9,6 +9,9 @@ The models:
 
 - ``ssd``: the registry's small SSD (:func:`tutorial_det.ssd.build_ssd`: half-width
   TinyBackbone, heads at strides 8 to 64, 1360 priors on 128 px images);
+- ``tv_matched``: torchvision's ``SSD`` on the small SSD's backbone and extra stages, with the
+  same priors per cell, 3x3 heads, thresholds and normalisation (torchvision's own head
+  initialisation, matcher and loss), so that the time per step compares the implementations;
 - ``ssdlite``: torchvision's ``ssdlite320_mobilenet_v3_large(weights=None,
   weights_backbone=None)``, which resizes every image to 320 x 320 as it is built to;
 - any other name of :data:`tutorial_det.models.MODELS` with its default options, e.g.
@@ -28,20 +31,68 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import OrderedDict
 
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+from torchvision.models.detection.ssd import SSD as TorchvisionSSD
+from torchvision.models.detection.ssd import SSDHead
 
 from benchmarks.budget import describe_machine, train_on_budget
+from tutorial_det.backbones import IMAGENET_MEAN, IMAGENET_STD
 from tutorial_det.data import ShapesDataset
 from tutorial_det.models import build_model
+from tutorial_det.ssd import SSD
 
 NUM_CLASSES = 4  # background + circle, square, triangle
 
 
+class _SSDFeatures(nn.Module):
+    """Our SSD's backbone and extra stages as a torchvision SSD backbone: the four feature maps
+    (strides 8 to 64) as an ordered dict. torchvision normalises the images itself."""
+
+    def __init__(self, ssd: SSD) -> None:
+        super().__init__()
+        self.backbone, self.extras = ssd.backbone, ssd.extras
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        stages = self.backbone.forward_stages(x)
+        features = [stages[2], stages[3]]
+        for extra in self.extras:
+            features.append(extra(features[-1]))
+        return OrderedDict((str(k), f) for k, f in enumerate(features))
+
+
+def torchvision_ssd_matched(num_classes: int = NUM_CLASSES, image_size: int = 128) -> nn.Module:
+    """torchvision's ``SSD`` on our small SSD's backbone and extra stages, with the same priors
+    (its ``DefaultBoxGenerator`` with our scales, aspect ratios and steps: on 128 x 128 images the
+    same 1360 boxes in the same order), 3x3 heads, decoding thresholds and image normalisation;
+    torchvision's own head initialisation, matcher and loss."""
+    ours = SSD(num_classes)
+    channels = [head.in_channels for head in ours.cls_heads]
+    return TorchvisionSSD(
+        _SSDFeatures(ours),
+        DefaultBoxGenerator(
+            [list(r) for r in ours.aspect_ratios], scales=list(ours.scales), steps=ours.strides
+        ),
+        (image_size, image_size),
+        num_classes,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        head=SSDHead(channels, list(ours.priors_per_cell), num_classes),
+        score_thresh=ours.score_thresh,
+        nms_thresh=ours.nms_thresh,
+        detections_per_img=ours.detections_per_img,
+        topk_candidates=ours.topk_candidates,
+    )
+
+
 def build(name: str) -> nn.Module:
     torch.manual_seed(0)
+    if name == "tv_matched":
+        return torchvision_ssd_matched()
     if name == "ssdlite":
         return torchvision.models.detection.ssdlite320_mobilenet_v3_large(
             weights=None, weights_backbone=None, num_classes=NUM_CLASSES
