@@ -726,7 +726,10 @@ plt.show()
 # NBVAL_IGNORE_OUTPUT
 # on the device beforehand, so that the timings hold no copies from the CPU
 batch_images = [held_out[i][0].to(device) for i in range(8)]
-batch_targets = [{k: v.to(device) for k, v in held_out[i][1].items()} for i in range(8)]
+batch_targets = [
+    {"boxes": held_out[i][1]["boxes"].to(device), "labels": held_out[i][1]["labels"].to(device)}
+    for i in range(8)
+]
 
 
 def time_detector(name):
