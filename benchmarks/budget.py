@@ -10,11 +10,15 @@ detectors "after three minutes on this CPU" (``benchmarks/train_*.py``).
   then evaluating the copies on held-out data after training, so evaluation never eats into the
   budget; returns steps, median time per step, the final mAP and when mAP@0.5 first reached a
   target.
+- :func:`fit_for_steps`: ``fit`` for a fixed number of steps with the same optimizer, clipping and
+  :func:`step_cosine`, scoring the model on held-out data as it goes (the step mode of
+  ``train_faster_rcnn.py``, and the GPU check's training comparison).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import statistics
@@ -157,4 +161,45 @@ def train_on_budget(
         steps_to_target=reached[0],
         seconds_to_target=reached[1],
         params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+    )
+
+
+def fit_for_steps(
+    model: nn.Module,
+    train_data,
+    val_data,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    eval_every: int,
+    seed: int,
+    device: str | torch.device = "cpu",
+    amp: bool | str = False,
+    **fit_options,
+):
+    """Train ``model`` for ``steps`` steps with AdamW (weight decay 1e-4), gradient clipping at 10
+    and :func:`step_cosine`, in ``train_data``'s order; score it on ``val_data``
+    (:func:`~tutorial_det.training.evaluate_map`) every ``eval_every`` steps and at the end.
+    ``fit_options`` go to :func:`tutorial_det.training.fit`. Returns fit's ``History`` (the
+    scores in ``history.metrics``)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, step_cosine(steps))
+    return fit(
+        model,
+        train_data,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        max_steps=steps,
+        batch_size=batch_size,
+        shuffle=False,
+        grad_clip_norm=10.0,
+        eval_fn=functools.partial(evaluate_map, data=val_data, batch_size=25, device=device),
+        eval_every=eval_every,
+        log_every=None,
+        progress=False,
+        seed=seed,
+        device=device,
+        amp=amp,
+        **fit_options,
     )

@@ -5,19 +5,22 @@ deterministic kernels cost.
     python -m benchmarks.gpu_training --device cuda --out training.json
     python -m benchmarks.gpu_training --device cpu --quick --out training.json   # a few steps
 
-Pairs (the models of ``benchmarks/train_faster_rcnn.py`` and ``benchmarks/train_ssd.py``):
+Pairs:
 
 - Faster R-CNN: ``ours`` against ``tv_matched`` (torchvision's ``FasterRCNN`` with our backbone,
-  anchors, proposal counts, sampling, RoIAlign and head), batches of 8, AdamW 1.5e-3;
-- SSD: ``ssd`` against ``tv_matched`` (torchvision's ``SSD`` with our backbone, extra stages,
-  priors and head layout), batches of 16, AdamW 3e-3.
+  anchors, proposal settings, sampling, RoIAlign and head), trained by the step mode of
+  ``benchmarks/train_faster_rcnn.py`` (:func:`~benchmarks.train_faster_rcnn.train_for_steps`:
+  batches of 8, AdamW 1.5e-3);
+- SSD: ``ours`` (the registry's small SSD) against ``tv_matched`` (torchvision's ``SSD`` with
+  our backbone, extra stages, priors and head layout, ``benchmarks/train_ssd.py``), trained the
+  same way (:func:`benchmarks.budget.fit_for_steps`) with batches of 16 and AdamW 3e-3.
 
-Each model starts from the weights of seed 0 and, for each of ``--seeds``, trains a fixed number
-of steps (per pair) on ``ShapesDataset(seed=2 * seed)`` (``fit``'s seed is ``seed``) with the
-learning rate warming up and following a cosine over those steps (:func:`budget.step_cosine`),
-gradient clipping at 10, ``fit(amp=...)`` (bfloat16 autocast on CUDA), DataLoader workers; then
-mAP on ``ShapesDataset(--val-size, seed=1)``. A run that reaches ``--cap`` seconds stops there
-and says so. Steps per second: the median step time after the first five steps.
+As in ``train_faster_rcnn.py``'s step mode, seed ``s`` fixes the initial weights, the training
+images (``ShapesDataset(seed=1000 + s)``, the same batches for both models of a pair) and fit's
+random stream; the learning rate warms up and follows a cosine over the steps; mAP is measured on
+``ShapesDataset(--val-size, seed=1)`` after the last step. Here every run uses ``fit(amp="bf16")``
+(bfloat16 autocast), DataLoader workers, and a time cap (``--cap`` seconds: a run that reaches it
+stops there and says so). Steps per second: one over the median step time.
 
 Then, on CUDA: the host synchronisations of one training step of every registered detector
 (``torch.cuda.set_sync_debug_mode``: each operation that makes the CPU wait for the GPU, counted
@@ -38,104 +41,67 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from benchmarks import train_faster_rcnn, train_ssd
-from benchmarks.budget import step_cosine
+from benchmarks.budget import fit_for_steps
 from tutorial_det.data import PlatesDataset, ShapesDataset, detection_collate
 from tutorial_det.models import build_model
 from tutorial_det.runtime import pick_device
-from tutorial_det.training import evaluate_map, fit
 from tutorial_det.training.batches import images_to, targets_to
 
 NUM_CLASSES = 4  # background + circle, square, triangle
-PAIRS = {
-    "faster_rcnn": {"batch_size": 8, "lr": 1.5e-3},
-    "ssd": {"batch_size": 16, "lr": 3e-3},
-}
+SSD_BATCH, SSD_LR = 16, 3e-3
 
 
-def build(family: str, name: str) -> nn.Module:
-    """The model ``name`` ("ours" or "tv_matched") of the ``family`` pair, its weights seeded
-    with 0 (as ``benchmarks/train_faster_rcnn.py`` builds them)."""
-    torch.manual_seed(0)
+def train_pair_member(family: str, name: str, seed: int, steps: int, args, device, cap: float):
+    """One run: ``{"steps", "capped", "steps_per_s", "map_50", "map"}``."""
+    options = {"max_seconds": cap, "num_workers": args.workers}
     if family == "faster_rcnn":
-        return train_faster_rcnn.build(name, train_faster_rcnn.parse_args([]))
-    return train_ssd.build("ssd" if name == "ours" else "tv_matched")
-
-
-def train_fixed_steps(
-    model: nn.Module,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    device: torch.device,
-    amp: str | bool,
-    seed: int,
-    cap: float,
-    workers: int,
-    val_size: int,
-    deterministic: bool = False,
-    evaluate: bool = True,
-) -> dict:
-    """Train ``model`` for ``steps`` steps (or ``cap`` seconds, whichever first) and evaluate."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, step_cosine(steps))
-    history = fit(
-        model,
-        ShapesDataset(1_000_000, seed=2 * seed),  # never seed 1, the held-out images
-        optimizer=optimizer,
-        scheduler=scheduler,
-        max_steps=steps,
-        max_seconds=cap,
-        batch_size=batch_size,
-        shuffle=False,  # a million distinct images: the order does not matter
-        grad_clip_norm=10.0,
-        device=device,
-        amp=amp,
-        seed=seed,
-        num_workers=workers,
-        deterministic=deterministic,
-        log_every=None,
-        progress=False,
-    )
-    times = [b - a for a, b in zip(history.wall_time, history.wall_time[1:], strict=False)]
-    result = {
-        "steps": len(history.step),
-        "capped": len(history.step) < steps,
-        "steps_per_s": 1 / statistics.median(times[5:] or times) if times else None,
-        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-        "final_loss": history.loss[-1],
+        recipe = train_faster_rcnn.Recipe(val_size=args.val_size)
+        run = train_faster_rcnn.train_for_steps(
+            name, seed, recipe, steps=steps, eval_every=steps, device=device, amp="bf16",
+            threads=None, **options,
+        )  # fmt: skip
+        done, s_per_step, (_, map_50, map_all) = run.steps, run.s_per_step, run.evaluations[-1]
+    else:
+        model = train_ssd.build("ssd" if name == "ours" else "tv_matched", seed)
+        history = fit_for_steps(
+            model,
+            ShapesDataset(steps * SSD_BATCH, seed=train_faster_rcnn.TRAIN_SEED + seed),
+            ShapesDataset(args.val_size, seed=train_faster_rcnn.VAL_SEED),
+            steps=steps, lr=SSD_LR, batch_size=SSD_BATCH, eval_every=steps, seed=seed,
+            device=device, amp="bf16", **options,
+        )  # fmt: skip
+        done, s_per_step = len(history.step), _median_step(history)
+        map_50, map_all = history.metrics[-1]["map_50"], history.metrics[-1]["map"]
+    return {
+        "steps": done,
+        "capped": done < steps,
+        "steps_per_s": 1 / s_per_step if s_per_step else None,
+        "map_50": map_50,
+        "map": map_all,
     }
-    if evaluate:
-        metrics = evaluate_map(model, ShapesDataset(val_size, seed=1), batch_size=50)
-        result.update(map_50=metrics["map_50"], map=metrics["map"])
-    return result
 
 
-def compare_pairs(args, device: torch.device, amp, deadline: float) -> list[dict]:
-    """Every pair, every seed: one row per (family, model, seed)."""
+def _median_step(history) -> float | None:
+    times = [b - a for a, b in zip(history.wall_time, history.wall_time[1:], strict=False)]
+    return statistics.median(times) if times else None
+
+
+def compare_pairs(args, device: torch.device, deadline: float) -> list[dict]:
+    """Every pair, every seed: one row per (family, model, seed), printed as it ends."""
     rows = []
-    runs = [(f, n, s) for s in args.seeds for f in PAIRS for n in ("ours", "tv_matched")]
+    runs = [
+        (f, n, s)
+        for s in args.seeds
+        for f in ("faster_rcnn", "ssd")
+        for n in ("ours", "tv_matched")
+    ]
     for i, (family, name, seed) in enumerate(runs):
         cap = max(1.0, min(args.cap, (deadline - time.perf_counter()) / (len(runs) - i)))
         row = {"family": family, "model": name, "seed": seed}
         try:
-            model = build(family, name)
-            row.update(
-                train_fixed_steps(
-                    model,
-                    steps=args.steps[family],
-                    device=device,
-                    amp=amp,
-                    seed=seed,
-                    cap=cap,
-                    workers=args.workers,
-                    val_size=args.val_size,
-                    **PAIRS[family],
-                )
-            )
+            row.update(train_pair_member(family, name, seed, args.steps[family], args, device, cap))
         except Exception:  # noqa: BLE001  (reported, the next run goes on)
             row["error"] = traceback.format_exc()[-3000:]
         print(json.dumps({k: v for k, v in row.items() if k != "error"}), flush=True)
@@ -179,31 +145,34 @@ def host_syncs(device: torch.device) -> dict:
     return out
 
 
-def determinism(args, device: torch.device, amp) -> dict:
-    """Steps per second with and without deterministic kernels, and whether two deterministic
-    runs of each detector end bit for bit equal."""
+def build_ours(family: str):
+    """Our model of the ``family`` pair (weights of seed 0) and its batch size."""
+    if family == "faster_rcnn":
+        return train_faster_rcnn.build("ours", train_faster_rcnn.Recipe()), 8
+    return train_ssd.build("ssd"), SSD_BATCH
+
+
+def determinism(args, device: torch.device) -> dict:
+    """Per detector of the pairs: steps per second of ``--determinism-steps`` steps with and
+    without deterministic kernels, and whether two deterministic runs end bit for bit equal."""
     out = {}
-    for family in PAIRS:
+    for family in ("faster_rcnn", "ssd"):
         row = {}
         try:
             finals = []
             for deterministic in (False, True, True):
-                model = build(family, "ours")
-                result = train_fixed_steps(
+                model, batch = build_ours(family)
+                history = fit_for_steps(
                     model,
-                    steps=args.determinism_steps,
-                    device=device,
-                    amp=amp,
-                    seed=0,
-                    cap=args.cap,
-                    workers=args.workers,
-                    val_size=args.val_size,
-                    deterministic=deterministic,
-                    evaluate=False,
-                    **PAIRS[family],
-                )
+                    ShapesDataset(args.determinism_steps * batch, seed=train_faster_rcnn.TRAIN_SEED),
+                    ShapesDataset(1, seed=train_faster_rcnn.VAL_SEED),
+                    steps=args.determinism_steps, lr=1e-3, batch_size=batch,
+                    eval_every=args.determinism_steps, seed=0, device=device, amp="bf16",
+                    deterministic=deterministic, num_workers=args.workers,
+                )  # fmt: skip
+                step = _median_step(history)
                 key = "deterministic_steps_per_s" if deterministic else "steps_per_s"
-                row[key] = result["steps_per_s"]
+                row[key] = 1 / step if step else None
                 if deterministic:
                     finals.append({k: v.cpu() for k, v in model.state_dict().items()})
             row["bit_identical"] = all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
@@ -221,7 +190,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--frcnn-steps", type=int, default=150)
     parser.add_argument("--ssd-steps", type=int, default=200)
-    parser.add_argument("--determinism-steps", type=int, default=25)
+    parser.add_argument("--determinism-steps", type=int, default=15)
     parser.add_argument("--cap", type=float, default=20.0, help="seconds per training run, at most")
     parser.add_argument("--budget", type=float, default=80.0, help="seconds for all the runs")
     parser.add_argument("--val-size", type=int, default=200)
@@ -250,12 +219,12 @@ def main(argv: list[str]) -> int:
         "workers": args.workers,
     }
     out = Path(args.out)
-    report["pairs"] = compare_pairs(args, device, amp, start + args.budget)
+    report["pairs"] = compare_pairs(args, device, start + args.budget)
     out.write_text(json.dumps(report, indent=1))
     if device.type == "cuda":
         report["host_syncs"] = host_syncs(device)
         out.write_text(json.dumps(report, indent=1))
-    report["determinism"] = determinism(args, device, amp)
+    report["determinism"] = determinism(args, device)
     report["seconds"] = time.perf_counter() - start
     out.write_text(json.dumps(report, indent=1))
     return 0 if not any("error" in row for row in report["pairs"]) else 1

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import multiprocessing
 import os
 import statistics
@@ -76,12 +75,11 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign, RoIAlign, RoIPool
 
-from benchmarks.budget import BudgetResult, describe_machine, step_cosine, train_on_budget
+from benchmarks.budget import BudgetResult, describe_machine, fit_for_steps, train_on_budget
 from tutorial_det.backbones import TinyBackbone
 from tutorial_det.data import ShapesDataset, detection_collate, train_transforms
 from tutorial_det.faster_rcnn import FasterRCNN, TopDownBackbone, build_faster_rcnn
 from tutorial_det.rpn import ProposalSettings
-from tutorial_det.training import evaluate_map, fit
 
 NUM_CLASSES = 4  # background + circle, square, triangle
 IMAGE_SIZE = 128
@@ -278,15 +276,18 @@ def train_for_steps(
     device: str = "cpu",
     amp: bool | str = False,
     threads: int | None = 1,
+    **fit_options,
 ) -> StepRun:
     """Train model ``name`` for ``steps`` steps with seed ``seed`` (see the module docstring) and
-    score it on the held-out images every ``eval_every`` steps and at the end.
+    score it on the held-out images every ``eval_every`` steps and at the end
+    (:func:`benchmarks.budget.fit_for_steps`).
 
     Args:
         device: where to train and evaluate (``"cpu"``, ``"cuda"``, ...).
         amp: ``fit``'s mixed precision (``False``, or ``"bf16"`` on CUDA); evaluation runs in
             float32.
         threads: torch's CPU threads for this process (None: leave torch's default).
+        fit_options: more of ``fit``'s options (``num_workers``, ``max_seconds``, ...).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -295,24 +296,18 @@ def train_for_steps(
         steps * recipe.batch_size, seed=TRAIN_SEED + seed, transforms=_training_transforms(recipe)
     )
     val = ShapesDataset(recipe.val_size, seed=VAL_SEED)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, step_cosine(steps))
-    history = fit(
+    history = fit_for_steps(
         model,
         train,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        max_steps=steps,
+        val,
+        steps=steps,
+        lr=recipe.lr,
         batch_size=recipe.batch_size,
-        shuffle=False,
-        grad_clip_norm=10.0,
-        eval_fn=functools.partial(evaluate_map, data=val, batch_size=25, device=device),
         eval_every=eval_every,
-        log_every=None,
-        progress=False,
         seed=seed,
         device=device,
         amp=amp,
+        **fit_options,
     )
     tail = max(1, steps // 10)
     return StepRun(

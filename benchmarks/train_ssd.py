@@ -89,8 +89,9 @@ def torchvision_ssd_matched(num_classes: int = NUM_CLASSES, image_size: int = 12
     )
 
 
-def build(name: str) -> nn.Module:
-    torch.manual_seed(0)
+def build(name: str, seed: int = 0) -> nn.Module:
+    """The model called ``name``, its weights drawn after ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
     if name == "tv_matched":
         return torchvision_ssd_matched()
     if name == "ssdlite":
