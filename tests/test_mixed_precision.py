@@ -62,10 +62,10 @@ def test_proposals_stay_float32_under_autocast(device):
     torch.manual_seed(0)
     model = FasterRCNN(4).to(device).train()
     images, targets = batch_on(device, ShapesDataset(4, seed=0))
-    batch, sizes = model.batch_images(images)
+    batch, sizes = model.transform(images)
     with autocast(device, torch.float16):
         features = model.backbone(batch)
-        proposals, _ = model.rpn(features, sizes, model._check_targets(targets, len(images)))
+        proposals, _ = model.rpn(features, sizes, targets)
     assert features.dtype == torch.float16
     assert all(p.dtype == torch.float32 for p in proposals)
 

@@ -81,7 +81,9 @@ class TinyDetector(nn.Module):
                 "loss_box": F.smooth_l1_loss(boxes / self.size, gt_boxes / self.size),
                 "loss_cls": F.cross_entropy(logits, gt_labels),
             }
-        scores, labels = logits.softmax(dim=1).max(dim=1)
+        # a detection is of an object class (1 and up): the best one, with its probability
+        scores, best = logits.softmax(dim=1)[:, 1:].max(dim=1)
+        labels = best + 1
         return [
             {"boxes": boxes[i : i + 1], "labels": labels[i : i + 1], "scores": scores[i : i + 1]}
             for i in range(len(boxes))
