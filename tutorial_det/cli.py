@@ -770,7 +770,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
             f"{args.checkpoint} detects {list(model_spec.classes[1:])}, but --data {spec} has "
             f"classes {list(classes[1:])}"
         )
-    predictions, targets = evaluate(model, data, device=args.device, batch_size=args.batch_size)
+    # the model file loads on the CPU: evaluate on the best device there is, or on --device
+    device = pick_device(args.device)
+    predictions, targets = evaluate(model, data, device=device, batch_size=args.batch_size)
     report = metric_report(mean_average_precision(predictions, targets), classes)
     resized = f", each image {model_spec.resize} and back" if model_spec.resize else ""
     print(f"{model_spec.name} from {args.checkpoint} on {about}{resized}")
