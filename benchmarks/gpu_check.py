@@ -141,6 +141,7 @@ def lessons_stage(args, out: Path) -> dict:
     started = time.perf_counter()
     running = {}
     for source in sources:
+        env["IPYTHONDIR"] = str(folder / f"ipython-{source.stem}")  # IPython's files, its own
         log = open(folder / f"{source.stem}.log", "w")
         command = [sys.executable, "-m", "benchmarks.lesson_cells", str(source)]
         command.append(str(folder / f"{source.stem}.json"))

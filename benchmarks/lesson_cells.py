@@ -216,6 +216,7 @@ def _kernel_like_shell():
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
     from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
 
     recorder = _Recorder()
 
@@ -240,7 +241,9 @@ def _kernel_like_shell():
         def enable_gui(self, gui=None):  # the inline backend needs no event loop
             pass
 
-    shell = KernelLikeShell.instance()
+    config = Config()
+    config.HistoryManager.enabled = False  # lessons run side by side: no shared history file
+    shell = KernelLikeShell.instance(config=config)
     try:
         shell.enable_matplotlib("inline")  # figures displayed at the end of a cell, as in Jupyter
     except Exception as error:  # noqa: BLE001  (no matplotlib_inline: figures are not displayed)
