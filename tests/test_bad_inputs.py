@@ -362,13 +362,6 @@ def wpod_for_several_classes(tmp, given):
 
 
 @case("argument")
-def ssd_on_mixed_sizes_without_resize(tmp, given):
-    argv = train_voc(tmp, good_voc(tmp / "voc"))
-    argv[argv.index("faster_rcnn")] = "ssd"
-    return argv, "--model ssd takes images of one size, and --data voc:"
-
-
-@case("argument")
 def split_seed_for_a_folder(tmp, given):
     return evaluate(given.model_file, "--split-seed", "3") + [
         "--data",

@@ -460,17 +460,6 @@ def test_a_mixed_size_voc_folder_trains_evaluates_and_detects(tmp_path, capsys, 
         assert drawn.width / drawn.height == pytest.approx(width / height, rel=0.02)
 
 
-def test_ssd_on_mixed_sizes_without_resize_says_what_to_add(tmp_path, capsys):
-    voc = write_mixed_voc(tmp_path / "voc")
-    status, _, err = run(
-        capsys, "train", "--model", "ssd", "--data", f"voc:{voc}", "--classes", "box",
-        "--epochs", "1", "--out", tmp_path / "run",
-    )  # fmt: skip
-    assert status == 2 and "--model ssd takes images of one size, and --data voc:" in err
-    assert "holds 5 sizes (5 images checked, 5 sizes from " in err and "add --resize N" in err
-    assert not (tmp_path / "run").exists()
-
-
 def test_sixteen_bit_images_train(tmp_path, capsys):
     voc = write_mixed_voc(tmp_path / "voc", count=2)
     grey = (read_image(voc / "JPEGImages" / "000000.png")[0] * 65535).round().numpy()

@@ -69,7 +69,7 @@ from tutorial_det.model_file import (
     load_model_file,
     save_model_file,
 )
-from tutorial_det.models import LEARNS_CORNERS, MODELS, ONE_IMAGE_SIZE
+from tutorial_det.models import LEARNS_CORNERS, MODELS
 from tutorial_det.resize import RESIZE_MODES, Resize
 from tutorial_det.runtime import pick_device, seed_everything
 from tutorial_det.training import (
@@ -137,10 +137,13 @@ images of mixed sizes:
   --resize N brings every image to N x N pixels: "letterbox" (default) scales it so that its
   longer side is N, keeping its shape, and pads it with black at the bottom and right;
   --resize-mode stretch scales each side to N. Boxes move with the pixels, and evaluate and
-  detect resize the same way and map the detections back to each image's own pixels. ssd needs
-  it for a folder of mixed sizes; faster_rcnn, wpod and torchvision_frcnn take any size (the
-  first two are made for objects of about 12 to 80 px, so large photos want --resize too).
-  wpod learns four corners per object: on a folder, each box's corners stand for them.
+  detect resize the same way and map the detections back to each image's own pixels. Without
+  it, a batch is padded to its largest image: SSD then lays its priors on that padded size, so
+  an object's size relative to the priors depends on the other images of its batch, and the
+  default ssd, faster_rcnn and wpod are made for objects of about 12 to 80 px. For a folder of
+  mixed sizes or of large photos, --resize 128 is the place to start (torchvision_frcnn
+  resizes to 320 px itself). wpod learns four corners per object: on a folder, each box's
+  corners stand for them.
 
 what train writes into --out:
   run.json      the run's settings, written first; --resume checks them
@@ -321,18 +324,6 @@ def _training_transforms(model: str, spec: DataSpec, resize: Resize | None) -> C
     if not steps:
         return None
     return steps[0] if len(steps) == 1 else v2.Compose(steps)
-
-
-def _check_model_fits_data(
-    model: str, checked: ImagesChecked | None, spec: DataSpec, resize: Resize | None
-) -> None:
-    if model in ONE_IMAGE_SIZE and resize is None and checked is not None:
-        if len(checked.sizes) > 1:
-            raise CommandError(
-                f"--model {model} takes images of one size, and --data {spec} holds "
-                f"{len(checked.sizes)} sizes ({checked}): add --resize N to bring them to "
-                f"N x N pixels (--resize {DEFAULT_IMAGE_SIZE} suits the default {model})"
-            )
 
 
 # --------------------------------------------------------------------------- argument types
@@ -585,7 +576,7 @@ def train(args: argparse.Namespace) -> int:
         voc_classes=args.classes,
         transforms=_training_transforms(args.model, spec, resize),
     )
-    _check_model_fits_data(args.model, check_data(data, spec), spec, resize)
+    check_data(data, spec)
     try:
         model_spec = ModelSpec(
             args.model, classes, dict(args.option), args.frozen_batch_norm, resize

@@ -9,9 +9,8 @@ downloads weights.
 without downloaded weights: the peer our detectors are measured against.
 
 A model's options are the keyword arguments of its class (:func:`model_options` lists them):
-``build_model("ssd", 4, score_thresh=0.3)``. What a model needs of its data is said here too:
-:data:`ONE_IMAGE_SIZE` (batches of one image size) and :data:`LEARNS_CORNERS` (targets with the
-four corners of each object).
+``build_model("ssd", 4, score_thresh=0.3)``. :data:`LEARNS_CORNERS` names the models whose
+targets need the four corners of each object.
 """
 
 from __future__ import annotations
@@ -42,10 +41,6 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "wpod": build_wpod,
 }
 
-
-#: Models whose batches must hold images of one size: train them on a folder of mixed sizes
-#: through :class:`tutorial_det.resize.Resize`.
-ONE_IMAGE_SIZE = frozenset({"ssd"})
 
 #: Models that learn the four corners of each object (``target["corners"]`` ``[N, 4, 2]``), not
 #: only its box.

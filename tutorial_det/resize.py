@@ -1,10 +1,11 @@
 """Images of mixed sizes brought to one square size, and detections mapped back: letterbox or
 stretch.
 
-A folder of photos holds images of many sizes. Faster R-CNN and WPOD-Net pad a batch to its
-largest image, but SSD's priors are laid out for one size, and every detector here is sized for
-objects of a few dozen pixels. :class:`Resize` brings an image of ``H x W`` pixels to
-``size x size``:
+A folder of photos holds images of many sizes. The detectors pad a batch to its largest image
+(:mod:`tutorial_det.input_transform`), but SSD lays its priors on the padded size, so an object's
+size relative to the priors would depend on the other images of its batch, and every detector
+here is sized for objects of a few dozen pixels. :class:`Resize` brings an image of ``H x W``
+pixels to ``size x size``:
 
 - ``"letterbox"``: scaled by one factor, so that its longer side becomes ``size`` and the aspect
   ratio is kept, then padded with black at the bottom and right (the padding leaves pixel

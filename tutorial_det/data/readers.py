@@ -95,6 +95,10 @@ def _open_image(path: Path) -> Iterator[Image.Image]:
             f"image {path} is refused as a possible decompression bomb ({error}): shrink the "
             "image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
         ) from None
+    except Image.UnidentifiedImageError:
+        raise ValueError(
+            f"cannot read image {path}: not an image format Pillow knows, or its header is damaged"
+        ) from None
     except (OSError, SyntaxError) as error:
         raise ValueError(f"cannot read image {path}: {error}") from error
 
