@@ -1,6 +1,7 @@
 """Draw the first items of the synthetic data sets with their targets:
 images/shapes_samples.png (boxes and class names) and images/plates_samples.png (boxes, corner
-quadrilaterals with the top-left corner marked, plate text).
+quadrilaterals with the top-left corner marked, plate text); and save one held-out shapes image
+as it is, images/shapes_example.png, for the README's `tutorial-det detect` example.
 
 Run from the repository root: ``python images/make_data_samples.py``.
 """
@@ -16,6 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
+from torchvision.utils import save_image  # noqa: E402
 
 from tutorial_det.data import PlatesDataset, ShapesDataset  # noqa: E402
 from tutorial_det.viz import draw_boxes, show_image  # noqa: E402
@@ -48,6 +50,10 @@ def main() -> None:
     here = Path(__file__).parent
     grid(ShapesDataset(ROWS * COLUMNS, seed=0), here / "shapes_samples.png")
     grid(PlatesDataset(ROWS * COLUMNS, seed=0, max_plates=2), here / "plates_samples.png")
+    # seed 5, item 30: a circle, a square and a triangle; `tutorial-det train` draws seed 0
+    example = ShapesDataset(31, seed=5)[30][0]
+    save_image(example, here / "shapes_example.png")
+    print(f"wrote {here / 'shapes_example.png'}")
 
 
 if __name__ == "__main__":
