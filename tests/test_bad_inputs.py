@@ -486,6 +486,19 @@ def unknown_class(tmp, given):
 
 
 @case("voc")
+def classes_not_given(tmp, given):
+    root = good_voc(tmp / "voc")  # cat and dog are Pascal VOC classes, a kangaroo is not
+    xml = root / "Annotations" / "b.xml"
+    xml.write_text(xml.read_text().replace("<name>dog</name>", "<name>kangaroo</name>"))
+    argv = train_voc(tmp, root)
+    del argv[argv.index("--classes") : argv.index("--classes") + 2]
+    return (
+        argv,
+        "class name 'kangaroo', which is not one of the 20 classes ['aeroplane', 'bicycle',",
+    )
+
+
+@case("voc")
 def difficult_two(tmp, given):
     argv, path = voc_with_object(tmp, box(difficult="2"))
     return argv, f"{path}: object 0 ('cat') has <difficult>2</difficult>, expected 0 or 1"
@@ -1112,3 +1125,5 @@ def test_a_bad_input_ends_with_one_error_line(bad, tmp_path, capsys, given, monk
     assert len(lines) == 1 and "error: " in lines[0], err
     assert lines[0].startswith("tutorial-det"), lines[0]
     assert fragment in lines[0], lines[0]
+    if "not one of the 20 classes" in lines[0]:
+        assert "--classes a,b,c names the folder's classes" in lines[0]

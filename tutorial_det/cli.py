@@ -277,7 +277,15 @@ def open_data(
         return data, tuple(data.classes)
     if spec.kind == "voc":
         names = tuple(voc_classes or VOC_CLASSES)
-        data = VOCDataset(spec.path, names, transforms=transforms)
+        try:
+            data = VOCDataset(spec.path, names, transforms=transforms)
+        except ValueError as error:
+            if not voc_classes and "class name" in str(error):
+                error.add_note(
+                    "--classes a,b,c names the folder's classes (the default is the 20 Pascal "
+                    "VOC classes)."
+                )
+            raise
     else:
         folder = spec.path if spec.path.is_dir() else spec.path.parent
         annotations = spec.path / "annotations.json" if spec.path.is_dir() else spec.path
