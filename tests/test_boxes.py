@@ -105,7 +105,8 @@ def test_iou_with_itself_is_one(a):
 
 
 @given(a=xyxy_boxes(max_n=6, min_size=0.5), b=xyxy_boxes(max_n=6, min_size=0.5))
-def test_iou_matches_torchvision(a, b):
+def test_iou_matches_torchvision(a, b, device):
+    a, b = a.to(device), b.to(device)
     torch.testing.assert_close(B.box_iou(a, b), torchvision.ops.box_iou(a, b))
 
 
@@ -341,9 +342,9 @@ def test_encode_known_answer():
 
 @pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0)])
 @given(gt=xyxy_boxes(min_n=1, min_size=1), anchors=xyxy_boxes(min_n=1, min_size=1))
-def test_coding_matches_torchvision_boxcoder(weights, gt, anchors):
+def test_coding_matches_torchvision_boxcoder(weights, gt, anchors, device):
     n = min(len(gt), len(anchors))
-    gt, anchors = gt[:n], anchors[:n]
+    gt, anchors = gt[:n].to(device), anchors[:n].to(device)
     coder = BoxCoder(weights)
     ours = B.encode_boxes(gt, anchors, weights)
     torch.testing.assert_close(ours, coder.encode_single(gt, anchors), atol=1e-4, rtol=1e-4)
