@@ -125,7 +125,8 @@ def test_a_lesson_runs_like_a_kernel_and_compares_with_its_notebook(tmp_path):
     source.parent.mkdir()
     source.write_text(LESSON)
     out = tmp_path / "run.json"
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.lesson_cells", str(source), str(out)],
         env=env,
@@ -133,7 +134,7 @@ def test_a_lesson_runs_like_a_kernel_and_compares_with_its_notebook(tmp_path):
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1, done.stdout + done.stderr  # a cell raised
+    assert done.returncode == 1 and out.exists(), done.stdout + done.stderr  # a cell raised
     run = json.loads(out.read_text())
     assert run["lesson"] == "01_lesson" and not run["finished"]
     assert len(run["cells"]) == 6  # stopped at the cell that raised, like nbconvert

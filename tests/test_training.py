@@ -284,7 +284,7 @@ def test_amp_on_the_cpu_is_off_unless_bfloat16_is_asked_for():
     ],
 )
 def test_amp_on_cuda_prefers_native_bfloat16(monkeypatch, amp, native_bf16, expected):
-    monkeypatch.setattr(loop_module, "_native_bf16", lambda device: native_bf16)
+    monkeypatch.setattr(loop_module, "_native_bf16", lambda: native_bf16)
     assert loop_module._resolve_amp(amp, torch.device("cuda")) == expected
 
 

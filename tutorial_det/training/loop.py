@@ -96,13 +96,10 @@ class _Settings:
     data_length: int | None
 
 
-def _native_bf16(device: torch.device) -> bool:
+def _native_bf16() -> bool:
     """True when the GPU computes in bfloat16 natively (Ampere and later). Older GPUs emulate it
     (slowly), and ``torch.cuda.is_bf16_supported()`` counts emulation unless told not to."""
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # a PyTorch without the argument reports native support only
-        return torch.cuda.is_bf16_supported()
+    return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def _resolve_amp(amp: bool | str | None, device: torch.device) -> str | None:
@@ -117,7 +114,7 @@ def _resolve_amp(amp: bool | str | None, device: torch.device) -> str | None:
         raise ValueError(f"amp must be None, False, True, 'bf16' or 'fp16', got {amp!r}")
     if device.type == "cuda":
         if amp in (None, True):
-            return "bf16" if _native_bf16(device) else "fp16"
+            return "bf16" if _native_bf16() else "fp16"
         return amp
     if amp is None:
         return None
