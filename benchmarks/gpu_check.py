@@ -30,9 +30,11 @@ import argparse
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -45,6 +47,8 @@ SUITE_LEFT_OUT = ["tests/test_browser.py", "tests/test_project.py", "tests/test_
 QUICK_TESTS = ["tests/test_runtime.py", "tests/test_roi_head.py"]
 QUICK_LESSONS = ["02_anchors", "03_iou_and_labelling"]
 STATUSES = ("equal", "close", "different", "ignored", "error")
+#: A test id of the ``device`` fixture's CUDA variant: ``test_x[cuda]``, ``test_y[cuda-float16]``.
+CUDA_VARIANT = re.compile(r"\[(?:[^\]]*-)?cuda(?:-[^\]]*)?\]$")
 
 
 # --------------------------------------------------------------------------- running a stage
@@ -106,7 +110,7 @@ def suite_stage(args, out: Path) -> dict:
     status, seconds = run_limited(command, args.suite_timeout, env, out / "suite.log")
     outcomes = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     counts = Counter(o["outcome"] for o in outcomes)
-    on_cuda = [o for o in outcomes if "cuda" in o["nodeid"]]
+    on_cuda = [o for o in outcomes if CUDA_VARIANT.search(o["nodeid"])]
     return {
         "command": " ".join(command),
         "exit_status": status,
@@ -141,7 +145,7 @@ def lessons_stage(args, out: Path) -> dict:
     started = time.perf_counter()
     running = {}
     for source in sources:
-        env["IPYTHONDIR"] = str(folder / f"ipython-{source.stem}")  # IPython's files, its own
+        env["IPYTHONDIR"] = tempfile.mkdtemp(prefix=f"ipython-{source.stem}-")  # its own files
         log = open(folder / f"{source.stem}.log", "w")
         command = [sys.executable, "-m", "benchmarks.lesson_cells", str(source)]
         command.append(str(folder / f"{source.stem}.json"))

@@ -130,7 +130,7 @@ def torchrun_rank_1_of_2(monkeypatch):
     return set_gpus
 
 
-@pytest.mark.parametrize("asked", ["cuda", "cuda:0", "cuda:1", None])
+@pytest.mark.parametrize("asked", ["cuda", "cuda:0", "cuda:1", None], ids=lambda v: f"asked={v}")
 def test_each_torchrun_process_takes_its_local_rank_s_gpu(torchrun_rank_1_of_2, asked):
     calls = torchrun_rank_1_of_2(2)
     ctx, device = distributed.setup(asked)
