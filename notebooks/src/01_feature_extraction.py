@@ -152,7 +152,7 @@ print("features:", tuple(features.shape))
 # %%
 # NBVAL_IGNORE_OUTPUT
 with torch.no_grad():
-    vgg_ms = median_time_ms(lambda: backbone(blank), repeat=1, warmup=0)
+    vgg_ms = median_time_ms(lambda: backbone(blank), repeat=1)  # after one untimed run
 print(f"VGG16 to stride 16 on one 800 x 800 image: {vgg_ms:.0f} ms on {device}")
 
 # %% [markdown]
