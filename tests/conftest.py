@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tutorial_det.anchors import anchor_base, grid_anchors, inside_anchors
+from tutorial_det.training.loop import CUBLAS_DETERMINISTIC
 
 settings.register_profile(
     "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -25,6 +26,9 @@ settings.register_profile("ci", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# Before the first matrix product on a GPU, which reads it once: fit(deterministic=True) needs it
+# (see fit's docstring), and a test worker may have multiplied on the GPU before.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
 
 # A test runs on the CPU unless it takes the ``device`` fixture (or TUTORIAL_DET_DEVICE says
 # otherwise): code that picks a device itself (fit, the command line) then picks the CPU too.

@@ -298,6 +298,23 @@ def test_mixed_precision_trains_on_each_device(device):
         assert all(p.device.type == device.type for p in model.parameters())
 
 
+def test_a_late_cublas_setting_is_named_with_its_fix():
+    """PyTorch reads CUBLAS_WORKSPACE_CONFIG at the first matrix product on a GPU and, in
+    deterministic mode, refuses every later one when it was not set then: fit says what to do."""
+
+    class LateCublas(TinyDetector):
+        def forward(self, images, targets=None):
+            raise RuntimeError(
+                "Deterministic behavior was enabled with torch.use_deterministic_algorithms(True) "
+                "... set CUBLAS_WORKSPACE_CONFIG=:4096:8 or CUBLAS_WORKSPACE_CONFIG=:16:8"
+            )
+
+    model, optimizer = tiny_setup(model_cls=LateCublas)
+    with pytest.raises(RuntimeError, match="export CUBLAS_WORKSPACE_CONFIG=:4096:8 before start"):
+        fit(model, TinyShapes(4), optimizer=optimizer, max_steps=1, deterministic=True, **QUIET)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_deterministic_mode_lasts_for_the_call_only(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     seen = []

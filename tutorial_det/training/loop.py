@@ -60,6 +60,8 @@ from tutorial_det.training.checkpoint import (
 from tutorial_det.training.history import History
 
 CHECKPOINT_NAME = "last.pt"
+#: cuBLAS's workspace setting for reproducible matrix products (``fit(deterministic=True)``).
+CUBLAS_DETERMINISTIC = ":4096:8"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -137,13 +139,24 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.backends.cudnn.benchmark,
     )
-    # cuBLAS is deterministic only with a fixed workspace per stream (NVIDIA's cuBLAS notes);
-    # PyTorch refuses matrix products in deterministic mode until this is set.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # cuBLAS is deterministic only with a fixed workspace per stream (NVIDIA's cuBLAS notes).
+    # PyTorch reads this once, at the process's first matrix product on a GPU: set here, it
+    # only counts when fit makes that first product.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     try:
         yield
+    except RuntimeError as error:
+        if "CUBLAS_WORKSPACE_CONFIG" not in str(error):
+            raise
+        raise RuntimeError(
+            "fit(deterministic=True) on CUDA needs CUBLAS_WORKSPACE_CONFIG="
+            f"{CUBLAS_DETERMINISTIC} from the process's first matrix product on the GPU, and "
+            "this process had multiplied matrices before fit could set it: export "
+            f"CUBLAS_WORKSPACE_CONFIG={CUBLAS_DETERMINISTIC} before starting Python (or the "
+            "notebook's kernel)"
+        ) from error
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.benchmark = before[2]
@@ -609,13 +622,15 @@ def fit(
         seed: seeds Python, NumPy and torch (``seed + rank`` on each process) and the data order.
         num_workers: DataLoader worker processes for a data set.
         deterministic: run with deterministic kernels (``torch.use_deterministic_algorithms``,
-            cuDNN benchmarking off, ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless already set; the
-            previous settings are restored on return): two runs, or a run and its resumed twin,
-            then give the same weights bit for bit on CUDA too. It costs speed on CUDA
-            (deterministic scatter-adds and convolution algorithms; the README's GPU section
-            gives the measured cost) and nothing on the CPU, whose kernels are deterministic
-            already. An operation with no deterministic CUDA kernel raises a RuntimeError
-            naming it.
+            cuDNN benchmarking off; the previous settings are restored on return): two runs, or a
+            run and its resumed twin, then give the same weights bit for bit on CUDA too. cuBLAS
+            also needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8``, which PyTorch reads at the process's
+            first matrix product on a GPU: fit sets it when it is unset, which is in time when
+            fit makes that first product; otherwise export it before starting Python (fit
+            raises a RuntimeError saying so). It costs speed on CUDA (deterministic scatter-adds
+            and convolution algorithms; the README's GPU section gives the measured cost) and
+            nothing on the CPU, whose kernels are deterministic already. An operation with no
+            deterministic CUDA kernel raises a RuntimeError naming it.
         ddp_kwargs: extra arguments for DistributedDataParallel (``find_unused_parameters=True``
             for a model that leaves some parameters unused in a step).
 
