@@ -141,7 +141,7 @@ def lessons_stage(args, out: Path) -> dict:
         sources = [s for s in sources if s.stem in QUICK_LESSONS]
     env = base_env(args.device)
     env["TUTORIAL_DET_DEVICE"] = args.device
-    env.setdefault("OMP_NUM_THREADS", "2")  # 11 lessons at once share the cores
+    env.setdefault("OMP_NUM_THREADS", "2")  # a dozen lessons at once share the cores
     started = time.perf_counter()
     running = {}
     for source in sources:
