@@ -416,12 +416,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--stages", nargs="+", default=["suite", "lessons", "training"])
     parser.add_argument("--workers", type=int, default=8, help="pytest-xdist workers")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
-    parser.add_argument("--suite-timeout", type=float, help="seconds (default 140; quick: 900)")
-    parser.add_argument("--lessons-timeout", type=float, help="seconds (default 120; quick: 900)")
+    parser.add_argument("--suite-timeout", type=float, help="seconds (default 130; quick: 900)")
+    parser.add_argument("--lessons-timeout", type=float, help="seconds (default 115; quick: 900)")
     parser.add_argument("--training-timeout", type=float, help="seconds (default 95; quick: 900)")
     args = parser.parse_args(argv)
     # one H200 against a small, maybe busy, CPU
-    for name, limit in (("suite", 140.0), ("lessons", 120.0), ("training", 95.0)):
+    for name, limit in (("suite", 130.0), ("lessons", 115.0), ("training", 95.0)):
         if getattr(args, f"{name}_timeout") is None:
             setattr(args, f"{name}_timeout", 900.0 if args.quick else limit)
     return args
