@@ -1,5 +1,5 @@
-"""SSD priors: the seed-style set-up, the paper's prior_boxes, SSD300's 8732 against torchvision's
-DefaultBoxGenerator."""
+"""SSD priors: the SSD tutorial's simple set-up, the paper's prior_boxes, SSD300's 8732 against
+torchvision's DefaultBoxGenerator."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tutorial_det.anchors import (
     ssd_scales,
 )
 from tutorial_det.boxes import box_convert, xyxy_to_cxcywh
-from tutorial_det.exercises.seed_style import seed_style_priors
+from tutorial_det.exercises.variants import simple_priors
 
 
 def _torchvision_ssd300(clip: bool) -> torch.Tensor:
@@ -164,11 +164,11 @@ def test_prior_boxes_with_steps_on_a_rectangular_image():
     torch.testing.assert_close(priors[6, 1], torch.tensor(15 / 20))
 
 
-# --------------------------------------------------------------------------- seed style
+# ---------------------------------------------------------------- the SSD tutorial's simple priors
 
 
-def test_seed_style_priors_count_and_first_boxes():
-    priors = seed_style_priors(128, strides=(4, 8, 16), scales=(10, 25, 40), ratios=(0.4, 0.8, 1.2))
+def test_simple_priors_count_and_first_boxes():
+    priors = simple_priors(128, strides=(4, 8, 16), scales=(10, 25, 40), ratios=(0.4, 0.8, 1.2))
     assert priors.shape == (3 * (32 * 32 + 16 * 16 + 8 * 8), 4) == (4032, 4)
     cxcywh = xyxy_to_cxcywh(priors.double())
     # First cell of the stride-4 map: centre (2, 2), area 10^2, h / w = 0.4.
@@ -181,8 +181,8 @@ def test_seed_style_priors_count_and_first_boxes():
     assert float(level2[2] * level2[3]) == pytest.approx(625)
 
 
-def test_seed_style_priors_are_grid_anchors_level_by_level():
-    priors = seed_style_priors((64, 96), strides=(16, 32), scales=(20, 40), ratios=(0.5, 1, 2))
+def test_simple_priors_are_grid_anchors_level_by_level():
+    priors = simple_priors((64, 96), strides=(16, 32), scales=(20, 40), ratios=(0.5, 1, 2))
     expected = torch.cat(
         [
             grid_anchors(anchor_base(16, (0.5, 1, 2), (20 / 16,)), (4, 6), 16),
@@ -192,13 +192,13 @@ def test_seed_style_priors_are_grid_anchors_level_by_level():
     torch.testing.assert_close(priors, expected)
 
 
-def test_seed_style_priors_rejects_mismatched_lists_and_sizes():
+def test_simple_priors_rejects_mismatched_lists_and_sizes():
     with pytest.raises(ValueError, match="one size per feature map"):
-        seed_style_priors(128, strides=(4, 8), scales=(10,), ratios=(1,))
+        simple_priors(128, strides=(4, 8), scales=(10,), ratios=(1,))
     with pytest.raises(
         ValueError, match=r"strides and scales must be positive, got \(4, 8\) and \(10, 0\)"
     ):
-        seed_style_priors(128, strides=(4, 8), scales=(10, 0), ratios=(1,))
+        simple_priors(128, strides=(4, 8), scales=(10, 0), ratios=(1,))
 
 
 # --------------------------------------------------------------------------- PriorsExplorer

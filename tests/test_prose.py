@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Lessons whose prose has been audited against their outputs. Add a lesson here when its audit is
 #: done; from then on a number in its prose that its outputs do not show fails the test.
-AUDITED = ["00", "01", "02", "03", "09", "10", "11"]
+AUDITED = ["00", "01", "02", "03", "07", "08", "09", "10", "11"]
 
 
 class From:
@@ -102,6 +102,20 @@ ALLOWED: dict[str, dict[str, str | From]] = {
         "76.4": "worked arithmetic: 34 + 22 + 20.4",
         "32": "COCO's small objects: area below 32 x 32 pixels (a definition)",
         "96": "COCO's large objects: area above 96 x 96 pixels (a definition)",
+    },
+    "07": {
+        "2016": "the SSD paper's year (ECCV 2016)",
+        "0.175": "worked arithmetic: (0.9 - 0.2) / 4, the spacing of SSD300's scales",
+        "0.37": "the original Caffe SSD300's rounded scales",
+        "0.71": "the original Caffe SSD300's rounded scales",
+        "0.88": "the original Caffe SSD300's rounded scales",
+        "1.05": "the original Caffe SSD300's rounded scales (and torchvision's last scale)",
+        "0.07": "torchvision's ssd300_vgg16 first scale (its COCO set)",
+        "304": "worked arithmetic: 38 cells x 8 pixels",
+        "0.95": "definition: COCO's mAP averages IoU thresholds 0.5 to 0.95",
+    },
+    "08": {
+        "2018": "the WPOD-Net paper's year (ECCV 2018)",
     },
 }
 

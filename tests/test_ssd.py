@@ -18,9 +18,9 @@ from torchvision.models.detection.ssd import SSD as TorchvisionSSD
 
 from tutorial_det.boxes import box_convert, box_iou, decode_boxes
 from tutorial_det.exercises import check_hard_negative_mining, check_match_priors
-from tutorial_det.exercises.seed_style import (
+from tutorial_det.exercises.variants import (
     hard_negative_mask_across_batch,
-    multibox_loss_seed_style,
+    multibox_loss_tutorial_style,
 )
 from tutorial_det.labelling import match_priors
 from tutorial_det.models import MODELS, build_model
@@ -252,7 +252,7 @@ def test_multibox_loss_by_hand():
     assert loss["classification"].item() == pytest.approx((ce[0] + hardest).item(), rel=1e-6)
     assert loss["bbox_regression"].item() == pytest.approx(smooth_l1, rel=1e-6)
     # The seed's normalisation: negatives divided by their own count (3), not by N = 1.
-    split = multibox_loss_seed_style(logits, deltas, labels, targets, across_batch=False)
+    split = multibox_loss_tutorial_style(logits, deltas, labels, targets, across_batch=False)
     assert split["classification"].item() == pytest.approx((ce[0] + hardest / 3).item(), rel=1e-6)
     assert split["bbox_regression"].item() == pytest.approx(smooth_l1, rel=1e-6)
 
@@ -263,7 +263,7 @@ def test_multibox_loss_batch_mining_differs_from_per_image():
     labels = torch.tensor([[1, 0, 0, 0], [1, 0, 0, 0]])
     zeros = torch.zeros(2, 4, 4)
     per_image = multibox_loss(logits, zeros, labels, zeros, neg_pos_ratio=1)
-    batch = multibox_loss_seed_style(logits, zeros, labels, zeros, neg_pos_ratio=1, split=False)
+    batch = multibox_loss_tutorial_style(logits, zeros, labels, zeros, neg_pos_ratio=1, split=False)
     ce = F.cross_entropy(logits.reshape(-1, 2), labels.reshape(-1), reduction="none").view(2, 4)
     # Per image: prior 1 of image 0 and one (tied, log 2) prior of image 1; batch: priors 1, 2 of 0.
     assert per_image["classification"].item() == pytest.approx(
@@ -285,15 +285,15 @@ def test_the_seeds_loss_without_its_bugs_is_the_papers(priors):
         )
     )
     paper = multibox_loss(logits, deltas, labels, target_deltas)
-    fixed = multibox_loss_seed_style(
+    fixed = multibox_loss_tutorial_style(
         logits, deltas, labels, target_deltas, across_batch=False, split=False
     )
     assert all(torch.equal(paper[k], fixed[k]) for k in paper)
-    seed = multibox_loss_seed_style(logits, deltas, labels, target_deltas)
+    seed = multibox_loss_tutorial_style(logits, deltas, labels, target_deltas)
     assert seed["classification"] < paper["classification"]  # negatives weigh less
     assert torch.equal(seed["bbox_regression"], paper["bbox_regression"])
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
-        multibox_loss_seed_style(logits, deltas, labels + 4, target_deltas)
+        multibox_loss_tutorial_style(logits, deltas, labels + 4, target_deltas)
 
 
 def test_multibox_loss_without_positives_is_zero_not_nan():

@@ -15,7 +15,7 @@ input pixels (row ``i``, column ``j``). Boxes are ``[N, 4]`` xyxy pixels.
 - SSD priors ("default boxes"): :func:`prior_boxes` (the paper's scales and aspect ratios,
   normalised ``(cx, cy, w, h)``), :func:`ssd_scales` and :func:`ssd300_priors` (SSD300's 8732,
   the same boxes in the same order as torchvision's ``DefaultBoxGenerator``). Lesson 07 first
-  shows the seed's simpler set-up, :func:`tutorial_det.exercises.seed_style.seed_style_priors`.
+  shows the simpler set-up of the SSD tutorial, :func:`tutorial_det.exercises.variants.simple_priors`.
 
 torchvision's ``AnchorGenerator`` builds the same boxes with two differences in presentation: its
 cell anchors are centred on 0 and rounded to whole pixels, and it shifts them to the cells'

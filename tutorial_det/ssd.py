@@ -125,8 +125,8 @@ def hard_negative_mask(
         positive: ``[B, P]`` bool, the priors matched to an object.
         neg_pos_ratio: negatives kept per positive: image ``b`` keeps its
             ``min(ratio * pos_b, neg_b)`` hardest negatives, so an image without objects keeps
-            none. (The seed notebook mines across the batch instead:
-            :func:`tutorial_det.exercises.seed_style.hard_negative_mask_across_batch`.)
+            none. (The SSD tutorial mines across the batch instead:
+            :func:`tutorial_det.exercises.variants.hard_negative_mask_across_batch`.)
 
     Returns:
         ``[B, P]`` bool, true for the kept negatives (never a positive). Equal losses are ranked
@@ -181,8 +181,8 @@ def multibox_loss(
         ``{"classification": scalar, "bbox_regression": scalar}`` (torchvision's SSD names).
         ``SSD.compute_loss`` in torchvision gives the same values for the same matches.
 
-    The seed notebook's version, with the negatives mined across the batch and divided by their
-    own count, is :func:`tutorial_det.exercises.seed_style.multibox_loss_seed_style`.
+    The SSD tutorial's version, with the negatives mined across the batch and divided by their
+    own count, is :func:`tutorial_det.exercises.variants.multibox_loss_tutorial_style`.
     """
     if cls_logits.ndim != 3:
         raise ValueError(f"cls_logits must be [B, P, C], got {list(cls_logits.shape)}")

@@ -16,7 +16,7 @@ import torch
 
 from tutorial_det.boxes import box_iou
 from tutorial_det.exercises.core import Catalogue
-from tutorial_det.exercises.seed_style import hard_negative_mask_across_batch
+from tutorial_det.exercises.variants import hard_negative_mask_across_batch
 
 MATCH_PRIORS = Catalogue()
 HARD_NEGATIVE_MINING = Catalogue()
@@ -135,7 +135,7 @@ def _quota(positive, neg_pos_ratio):
 
 @HARD_NEGATIVE_MINING.add(
     "You rank the negatives of the whole batch together, so one image can take every other "
-    "image's quota: rank and count per image (the seed notebook mines per batch too)."
+    "image's quota: rank and count per image (the SSD tutorial mines per batch too)."
 )
 def mining_across_batch(background_loss, positive, neg_pos_ratio):
     return hard_negative_mask_across_batch(background_loss, positive, neg_pos_ratio)

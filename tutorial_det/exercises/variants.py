@@ -1,21 +1,21 @@
-"""The seed notebooks' ways of doing a step, which lessons show next to the package's.
+"""The source documents' ways of doing a step, which lessons show next to the package's.
 
-The tutorials this course grew from (the "seed" notebooks) do some steps in a simpler way than the
-papers, or with a bug. A lesson shows such a step beside the right one, so that the difference
-can be seen and measured; the functions it needs for that live here, apart from the library (the
-package never calls them). The spot-the-bug code a learner is meant to read stays in the lesson
-itself (``nms_seed_style`` in lesson 04, ``roi_pool_seed_style`` in lesson 05, ...).
+The documents this course grew from (README, "How to use the lessons") do some steps in a simpler
+way than the papers, or with a bug. A lesson shows such a step beside the right one, so that the
+difference can be seen and measured; the functions it needs for that live here, apart from the
+library (the package never calls them). The spot-the-bug code a learner is meant to read stays in
+the lesson itself.
 
 Lesson 07 (SSD):
 
-- :func:`seed_style_priors`: priors set up the simple way, one pixel size per feature map and the
+- :func:`simple_priors`: priors set up the simple way, one pixel size per feature map and the
   same aspect ratios on every map, where the paper (:func:`tutorial_det.anchors.prior_boxes`)
   gives each map its scales;
 - :func:`hard_negative_mask_across_batch`: hard negatives ranked over the whole batch, where the
   paper (:func:`tutorial_det.ssd.hard_negative_mask`) ranks them per image;
-- :func:`multibox_loss_seed_style`: the multibox loss with the seed's two bugs (mining across the
-  batch, negatives divided by their own count), each of which can be switched off, where the
-  paper's is :func:`tutorial_det.ssd.multibox_loss`.
+- :func:`multibox_loss_tutorial_style`: the multibox loss with the SSD tutorial's two bugs (mining
+  across the batch, negatives divided by their own count), each of which can be switched off,
+  where the paper's is :func:`tutorial_det.ssd.multibox_loss`.
 
 Boxes are ``[N, 4]`` xyxy pixels.
 """
@@ -33,7 +33,7 @@ from tutorial_det.boxes import check_image_size
 from tutorial_det.ssd import hard_negative_mask, multibox_loss
 
 
-def seed_style_priors(
+def simple_priors(
     image_size: int | Sequence[int],
     strides: Sequence[int],
     scales: Sequence[float],
@@ -81,7 +81,7 @@ def seed_style_priors(
 def hard_negative_mask_across_batch(
     background_loss: Tensor, positive: Tensor, neg_pos_ratio: float = 3.0
 ) -> Tensor:
-    """Hard negatives mined over the whole batch, as the seed's flattened loss does.
+    """Hard negatives mined over the whole batch, as the SSD tutorial's flattened loss does.
 
     The negatives of all images are ranked together and the ``min(ratio * positives,
     negatives)`` of the batch with the highest loss are kept, so one image with a large,
@@ -99,7 +99,7 @@ def hard_negative_mask_across_batch(
     return one_row.reshape(background_loss.shape)  # [B, P]
 
 
-def multibox_loss_seed_style(
+def multibox_loss_tutorial_style(
     cls_logits: Tensor,
     box_deltas: Tensor,
     labels: Tensor,
@@ -109,7 +109,7 @@ def multibox_loss_seed_style(
     across_batch: bool = True,
     split: bool = True,
 ) -> dict[str, Tensor]:
-    """The multibox loss as the seed writes it, with its two bugs (each can be switched off).
+    """The multibox loss as the SSD tutorial writes it, with its two bugs (each can be turned off).
 
     With ``N`` the number of positives in the batch::
 
