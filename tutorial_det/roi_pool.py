@@ -148,7 +148,8 @@ def _first_true(mask: Tensor, dim: int) -> Tensor:
     (a product and a max: far cheaper on a CPU than ``torch.where`` or ``argmax`` here)."""
     length = mask.shape[dim]
     shape = [length if d == dim % mask.ndim else 1 for d in range(mask.ndim)]
-    dtype = torch.int16 if length < 2**15 else torch.int32
+    # the narrowest integer that counts that far: the fewer bytes, the faster
+    dtype = next(t for t in (torch.uint8, torch.int16, torch.int32) if length <= torch.iinfo(t).max)
     countdown = torch.arange(length, 0, -1, dtype=dtype, device=mask.device).view(shape)
     return length - (mask * countdown).amax(dim=dim).long()
 
