@@ -507,7 +507,7 @@ def main(argv: list[str]) -> int:
     )
     if args.steps is not None:
         print(
-            describe_machine()
+            describe_machine(args.threads or 1)  # the threads of each training process
             + "; "
             + ", ".join(f"{key}={value}" for key, value in vars(args).items())
         )
