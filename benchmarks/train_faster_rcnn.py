@@ -24,6 +24,8 @@ The models:
   (torchvision: ``aligned=False``), and two objectness logits per anchor with a softmax
   (torchvision: one with a sigmoid; under Adam the pair's difference moves twice as fast,
   ``tests/test_rpn.py``);
+- ``tv_centred``: ``tv_matched`` with ours' anchor placement and ``roi_align(aligned=True)``
+  (:func:`torchvision_twin` with ``our_geometry=True``), to measure what that choice is worth;
 - ``tv_peer``: torchvision's ``FasterRCNN`` as in the project notes: the plain stride-16
   ``TinyBackbone`` (32-64-128-128), one anchor level (16/32/64 x 0.5/1/2), RoIAlign 7x7, 128
   RoIs per image and its defaults otherwise (a 1024-wide head, 2000 training proposals).
@@ -156,11 +158,11 @@ def build(name: str, recipe: Recipe, seed: int = 0) -> nn.Module:
             min_size=IMAGE_SIZE,  # no resizing: 128 px in, 128 px through the network
             max_size=IMAGE_SIZE,
         )
-    if name == "tv_matched":  # ours' backbone, anchors, proposal settings, sampling and head
+    if name in ("tv_matched", "tv_centred"):  # ours' backbone, anchors, settings and head
         ours = build("ours", recipe, seed)
         torch.manual_seed(seed)  # the same backbone weights as ours
-        return torchvision_twin(ours)
-    raise ValueError(f"unknown model {name!r}; choose ours, tv_matched or tv_peer")
+        return torchvision_twin(ours, our_geometry=name == "tv_centred")
+    raise ValueError(f"unknown model {name!r}; choose ours, tv_matched, tv_centred or tv_peer")
 
 
 def torchvision_twin(ours: FasterRCNN, *, our_geometry: bool = False) -> TorchvisionFasterRCNN:
