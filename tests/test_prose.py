@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Lessons whose prose has been audited against their outputs. Add a lesson here when its audit is
 #: done; from then on a number in its prose that its outputs do not show fails the test.
-AUDITED = ["00", "01", "02", "03", "07", "08", "09", "10", "11"]
+AUDITED = ["00", "01", "02", "03", "04", "05", "07", "08", "09", "10", "11"]
 
 
 class From:
@@ -72,6 +72,23 @@ ALLOWED: dict[str, dict[str, str | From]] = {
         "56": "worked arithmetic: 256 - 200 pixels of slack",
         "0.176": "worked arithmetic: (1 - 0.7) / (1 + 0.7)",
         "192": "an exercise's anchor size, scale 12 at stride 16",
+    },
+    "04": {
+        "0.01": "the paper's initialisation of the RPN head, N(0, 0.01) (rpn.RPNHead)",
+        "7": "worked arithmetic: row 1 of the bare reshape holds cells 4 to 7 of channel 0",
+        "8940": From("02"),
+        "112": "worked arithmetic: 128 - 16 pixels of overlap",
+        "9025": "worked arithmetic: the 95 x 95 intersection of boxes 0 and 1",
+        "10975": "worked arithmetic: the union 100 x 100 + 100 x 100 - 9025",
+        "0.33": "worked arithmetic: 2 / 6",
+        "0.8": "an exercise's NMS threshold",
+        "400": "an exercise's number of training steps",
+    },
+    "05": {
+        "million": "the unit of a computed parameter count ({} million)",
+        "1024": "an exercise's layer width",
+        "0.4": "an exercise's IoU threshold",
+        "0.6": "an exercise's IoU threshold",
     },
     "09": {
         "0.05": "worked arithmetic: a loss of 0.05 reported with the constant 0.1 added",

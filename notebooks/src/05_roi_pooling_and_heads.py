@@ -12,14 +12,14 @@
 #   proposals, 128 sampled per image with at most 25 % positives (IoU >= 0.5), their classes and
 #   regression targets;
 # - RoI max pooling step by step on a small example: scaling, rounding to cells, bins, maxima;
-#   checked against torchvision's `roi_pool`;
+#   checked against torchvision's `roi_pool`, and how the package's `roi_pool` does the same;
 # - what the rounding costs, and how RoIAlign avoids it;
-# - a RoI pooling bug that truncates coordinates and crops nothing;
+# - a RoI pooling bug that truncates coordinates and crops past the edge of the map;
 # - the RoI head: fully connected layers, class logits and per-class deltas, and why the layers
 #   need a non-linearity between them (shown numerically).
 #
 # **You need** lessons 03 (IoU, `encode_boxes`, sampling) and 04 (proposals). The notebook runs
-# on a laptop CPU in under a minute.
+# in well under a minute on a quiet laptop CPU (the README's lesson table gives the time).
 
 # %%
 import matplotlib.pyplot as plt
@@ -31,12 +31,13 @@ from tutorial_det.backbones import imagenet_normalize, vgg16_stride16
 from tutorial_det.boxes import box_iou
 from tutorial_det.exercises import check_proposal_targets, check_roi_pool
 from tutorial_det.labelling import sample_labels
+from tutorial_det.prose import say
 from tutorial_det.roi import ROI_BOX_WEIGHTS, RoIHead, proposal_targets
 from tutorial_det.roi_pool import roi_pool
 from tutorial_det.rpn import TRAIN_PROPOSALS, RegionProposalNetwork, objectness_probability, propose
 from tutorial_det.runtime import seed_everything
 from tutorial_det.samples import load_sample, sample_categories
-from tutorial_det.viz import draw_boxes, show_image
+from tutorial_det.viz import draw_boxes, draw_legend, show_image
 
 seed_everything(0)
 
@@ -54,6 +55,7 @@ photo800, photo_target = load_sample("astronaut", size=size)
 gt = photo_target["boxes"].as_subclass(torch.Tensor)
 gt_labels = photo_target["labels"].as_subclass(torch.Tensor)
 names = sample_categories()
+label_of = {name: label for label, name in names.items()}
 
 backbone = vgg16_stride16().eval()
 with torch.no_grad():
@@ -91,16 +93,25 @@ print("positive (IoU >= 0.5):", int(positive.sum()), "| negative:", int((~positi
 for g in range(len(gt)):
     from_proposals = int((positive[: len(proposals)] & (matched[: len(proposals)] == g)).sum())
     print(f"  {names[int(gt_labels[g])]:>7}: {from_proposals} positive proposals")
+positive_proposals = int(positive[: len(proposals)].sum())
+sides = proposals[:, 2:] - proposals[:, :2]  # [2000, (width, height)]
+print(f"proposal sides from {sides.min():.0f} to {sides.max():.0f} pixels")
+eyes = gt[gt_labels == label_of["eye"]]
+print("eye boxes, width x height:", [f"{w:.0f} x {h:.0f}" for w, h in (eyes[:, 2:] - eyes[:, :2])])
+
+# %% jupyter={"source_hidden": true}
+say(f"""
+    Of the {len(candidates)} candidates, {int(positive.sum())} are positive and
+    {int((~positive).sum())} negative: the {len(gt)} ground truths themselves and
+    {positive_proposals} proposals. The untrained RPN proposes boxes of roughly anchor sizes
+    (sides from {sides.min():.0f} to {sides.max():.0f} pixels) scattered over the image; the
+    large objects catch several of them by chance. The eyes are far smaller than any anchor, so
+    no proposal reaches IoU 0.5 with them: without step 1 they would never be a positive
+    example. With a trained RPN the proposals gather on the objects and the positives become
+    plentiful.
+""")
 
 # %% [markdown]
-# Of the 2007 candidates, 35 are positive and 1972 negative: the 7 ground truths themselves and
-# 28 proposals (9 on the person, 8 on the helmet, 5 on the rocket, 3 on the face, 3 on the
-# flag). The untrained RPN proposes boxes of roughly anchor sizes (about 90 to 730 pixels)
-# scattered over the image; the large objects catch several of them by chance. The eyes (about
-# 40 x 20 pixels) are far smaller than any anchor, so no proposal reaches IoU 0.5 with them:
-# without step 1 they would never be a positive example. With a trained RPN the proposals
-# gather on the objects and the positives become plentiful.
-#
 # Now the sampling. `sample_labels` from lesson 03 does it: labels 1 / 0 in, at most 32
 # positives and 128 in all kept:
 
@@ -113,13 +124,28 @@ sampled = sample_labels(
     generator=torch.Generator().manual_seed(0),
 )
 print("sampled positives:", int((sampled == 1).sum()), "| negatives:", int((sampled == 0).sum()))
+without_gt = sample_labels(
+    labels[: len(proposals)],  # the proposals alone, ground truths not added
+    batch_size_per_image=128,
+    positive_fraction=0.25,
+    generator=torch.Generator().manual_seed(0),
+)
+print(
+    "without the ground truths, sampled positives:",
+    int((without_gt == 1).sum()),
+    "| negatives:",
+    int((without_gt == 0).sum()),
+)
+
+# %% jupyter={"source_hidden": true}
+say(f"""
+    There are {int(positive.sum())} positives, more than 32, so exactly 32 are kept, and
+    128 - 32 = {int((sampled == 0).sum())} negatives. Without the ground truths there would be
+    only {positive_proposals} positive proposals, fewer than the quota: all of them are kept, and
+    the sample is topped up with {int((without_gt == 0).sum())} negatives.
+""")
 
 # %% [markdown]
-# There are 35 positives, more than 32, so exactly 32 are kept, and 128 - 32 = 96 negatives. (The
-# walkthrough this course grew from had only 18 positives among its 2000 proposals, so it kept
-# all 18 and 110 negatives: with fewer positives than the quota, the sample is topped up with
-# negatives.)
-#
 # The positives also get **regression targets**: how to move each RoI onto its ground truth,
 # with `encode_boxes` and the RoI head's weights (10, 10, 5, 5). A RoI is already close to its
 # object, so its deltas are small; the weights scale them up to roughly unit size, so that the
@@ -153,13 +179,24 @@ print("same as torchvision's BoxCoder(10, 10, 5, 5):", same)
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 6.5))
 show_image(
-    photo800, ax=ax, title=f"sampled RoIs: {n_pos} positive (green), 20 of the negatives (red)"
+    photo800,
+    ax=ax,
+    title=f"sampled RoIs: the {n_pos} positives, 20 of the {len(rois) - n_pos} negatives",
 )
 draw_boxes(ax, rois[n_pos : n_pos + 20], colour="tab:red", linewidth=1)
 draw_boxes(ax, rois[:n_pos], colour="tab:green", linewidth=1)
 draw_boxes(ax, gt, gt_labels, class_names=names, colour="tab:blue", linewidth=2.5)
 ax.set_xlim(0, size)
 ax.set_ylim(size, 0)
+draw_legend(
+    ax,
+    [
+        ("ground truth", "tab:blue", {"linewidth": 2.5}),
+        ("positive RoI", "tab:green"),
+        ("negative RoI", "tab:red"),
+    ],
+    loc="lower left",
+)
 plt.show()
 
 # %% [markdown]
@@ -186,6 +223,7 @@ scaled = roi[0, 1:] / 16
 print("scaled to cells:", scaled.tolist())
 cells = torch.round(scaled)  # (none of these is a half: torch.round is fine here)
 print("rounded:", cells.long().tolist())
+print("torch.round of 0.5, 1.5, 2.5:", torch.round(torch.tensor([0.5, 1.5, 2.5])).tolist())
 
 # %% [markdown]
 # The RoI from (20, 12) to (100, 70) pixels becomes (1.25, 0.75) to (6.25, 4.375) cells, rounded
@@ -211,8 +249,26 @@ print("tutorial_det roi_pool:", roi_pool(grid, roi, 2, 1 / 16)[0, 0].long().toli
 
 # %% [markdown]
 # Each bin's maximum is its bottom-right cell (the values grow down and right): 23, 26, 43, 46.
-# torchvision and the package's `roi_pool` give the same grid. On the real example, 128 RoIs on
-# the `[1, 512, 50, 50]` VGG16 map become `[128, 512, 7, 7]`, and both agree exactly:
+# torchvision and the package's `roi_pool` give the same grid.
+#
+# `tutorial_det.roi_pool.roi_pool` follows the same four steps, with three differences from
+# the cell above, all of them torchvision's rules:
+#
+# - it rounds halves **away from zero**, as C's `round` does; `torch.round` rounds a half to the
+#   even neighbour (2.5 becomes 2, printed above), which is why the cell above notes that none
+#   of its coordinates is a half;
+# - it computes a bin's edges as `j * (span / w)`, the bin size rounded to the features' dtype
+#   first, where the cell above divides `j * span` exactly;
+# - it **clamps** every bin to the map: a RoI may reach past the map's edge, and a bin entirely
+#   off the map is empty and gives 0 (section 5 shows why this matters).
+#
+# It also computes steps 1-3 for all RoIs at once and step 4 one RoI at a time, all its bins
+# together; the loop of the cell above, one RoI and one bin at a time, is
+# `tutorial_det.naive.roi_pool_loop`, the baseline the benchmarks time and the tests compare
+# the package's `roi_pool` with. Its gradient goes to
+# each bin's maximum, as torchvision's does. On the real example, 128 RoIs on the
+# `[1, 512, 50, 50]` VGG16 map become `[128, 512, 7, 7]`, and the package and torchvision agree
+# exactly:
 
 # %%
 pooled = roi_pool(features, [rois], 7, 1 / 16)
@@ -234,7 +290,8 @@ print(
 
 # %%
 shifts = torch.arange(0.0, 33.0, 1.0)
-slid = torch.stack([torch.tensor([0.0, 16 + s, 16, 64 + s, 64]) for s in shifts])
+slid = torch.stack([torch.tensor([0.0, 16 + s, 16, 64 + s, 64]) for s in shifts])  # [33, 5]
+print("RoI size:", tuple((slid[0, 3:] - slid[0, 1:3]).tolist()), "pixels")
 by_pool = torchvision.ops.roi_pool(grid, slid, 1, 1 / 16)[:, 0, 0, 0]
 by_align = torchvision.ops.roi_align(grid, slid, 1, 1 / 16, sampling_ratio=2, aligned=True)[
     :, 0, 0, 0
@@ -246,17 +303,29 @@ ax.set_xlabel("RoI moved right by (pixels)")
 ax.set_ylabel("change of the pooled value")
 ax.legend()
 plt.show()
-print("roi_pool values:", sorted(set(by_pool.tolist())))
+jumps = shifts[1:][by_pool.diff() != 0]
+align_slope = ((by_align[-1] - by_align[0]) / shifts[-1]).item()
+pool_values = sorted(set(by_pool.tolist()))
+print("roi_pool values:", pool_values, "| jumps at shifts:", jumps.tolist())
+print(f"roi_align: {align_slope:g} per pixel")
+
+# %% jupyter={"source_hidden": true}
+say(f"""
+    The max-pooled value is that of the RoI's bottom-right cell: {pool_values[0]:.0f} (row 4,
+    column 4) at first, then {pool_values[1]:.0f} from a shift of {jumps[0]:.0f} pixels and
+    {pool_values[2]:.0f} from {jumps[1]:.0f}: whole steps of one cell, where the right edge,
+    (64 + shift) / 16 cells, reaches a half ({(64 + jumps[0]) / 16:g}, then
+    {(64 + jumps[1]) / 16:g}) and rounds up to the next cell. In between, it ignores the box's
+    position entirely. RoIAlign's average follows the box continuously: {align_slope:g} =
+    1 / 16 per pixel.
+""")
 
 # %% [markdown]
-# The max-pooled value is that of the RoI's bottom-right cell: 44 (row 4, column 4) at first,
-# 45 from a shift of 8 pixels, 46 from 24: whole steps of one cell, where the rounded right edge
-# (64 + shift) / 16 crosses a half (4.5, then 5.5). In between, it ignores the box's position
-# entirely. RoIAlign's average follows the box continuously: 1 / 16 per pixel. For large
-# objects on a fine map the difference is small; for small objects on a coarse map (a 20-pixel
-# object is about one cell at stride 16) it decides whether the head can place the box precisely.
-# The package uses torchvision's `roi_align` (with `aligned=True`, which puts cell centres at
-# half-pixel positions) or `roi_pool`, chosen by `RoIHead(pooling=...)`.
+# For large objects on a fine map the difference is small; for small objects on a coarse map
+# (a 20-pixel object is about one cell at stride 16) it decides whether the head can place the
+# box precisely. The package's `RoIHead` uses torchvision's `roi_align` (with `aligned=True`,
+# which puts cell centres at half-pixel positions) or the package's own `roi_pool`, chosen by
+# `RoIHead(pooling=...)`.
 #
 # ## 5. Spot the bug: truncated coordinates, empty crops
 #
@@ -267,7 +336,7 @@ print("roi_pool values:", sorted(set(by_pool.tolist())))
 
 
 # %%
-def roi_pool_seed_style(features, rois, output_size, spatial_scale):
+def walkthrough_roi_pool(features, rois, output_size, spatial_scale):
     """RoI pooling as in the walkthrough: look at the coordinates and the crop."""
     pool = nn.AdaptiveMaxPool2d(output_size)
     scaled = rois.clone()
@@ -280,15 +349,24 @@ def roi_pool_seed_style(features, rois, output_size, spatial_scale):
     return torch.cat(outputs)
 
 
-near = torch.tensor([[0.0, 14, 14, 46, 46]])  # 32 x 32 pixels: cells 0.875 to 2.875
-print("near the origin, seed style:", roi_pool_seed_style(grid, near, 1, 1 / 16).flatten().tolist())
-print("near the origin, roi_pool:  ", roi_pool(grid, near, 1, 1 / 16).flatten().tolist())
+near = torch.tensor([[0.0, 14, 14, 46, 46]])  # 32 x 32 pixels
+print("near the origin, scaled to cells:", (near[0, 1:] / 16).tolist())
+print(
+    "near the origin, walkthrough:", walkthrough_roi_pool(grid, near, 1, 1 / 16).flatten().tolist()
+)
+print("near the origin, roi_pool:   ", roi_pool(grid, near, 1, 1 / 16).flatten().tolist())
 edge = torch.tensor([[0.0, 100, 100, 128, 128]])  # the bottom-right corner of a 96 x 128 image
+print(
+    "map rows x columns:",
+    tuple(grid.shape[-2:]),
+    "| at the border, scaled to cells:",
+    (edge[0, 1:] / 16).tolist(),
+)
 try:
-    roi_pool_seed_style(grid, edge, 1, 1 / 16)
+    walkthrough_roi_pool(grid, edge, 1, 1 / 16)
 except RuntimeError as error:
-    print("at the border, seed style: RuntimeError:", str(error).splitlines()[0][:90])
-print("at the border, roi_pool:  ", roi_pool(grid, edge, 1, 1 / 16).flatten().tolist())
+    print("at the border, walkthrough: RuntimeError:", str(error).splitlines()[0][:90])
+print("at the border, roi_pool:   ", roi_pool(grid, edge, 1, 1 / 16).flatten().tolist())
 
 # %% [markdown]
 # **Truncation moves boxes up and left.** The 32-pixel RoI covers cells 0.875 to 2.875; rounded,
@@ -297,18 +375,25 @@ print("at the border, roi_pool:  ", roi_pool(grid, edge, 1, 1 / 16).flatten().to
 # by up to a whole cell (16 pixels) towards the top-left corner.
 #
 # **Crops can be empty.** The RoI in the image's bottom-right corner starts at cell 100 / 16 =
-# 6.25, row 6: but the map has rows 0 to 5 only (an image of 96 pixels: 96 / 16 = 6 rows). The
+# 6.25, row 6: but the map has rows 0 to 5 only (an image 96 pixels high: 96 / 16 = 6 rows). The
 # slice `[6 : 9]` of 6 rows is empty, and the adaptive pool raises. RoIs at the bottom or right
 # border are common (proposals are clipped to the image, and the image size is rarely a multiple
 # of 16). `roi_pool` clamps every bin to the map; a bin entirely outside is 0.
 #
 # The walkthrough then reshaped a variable `output` that no cell ever defined (the pooled
 # features had been stored under another name), so its head never received them. The fix is
-# the real `roi_pool` (rounding, clamping, no crop). `check_roi_pool` catches the truncation and
-# the empty crop:
+# the real `roi_pool` (rounding, clamping, no crop). `check_roi_pool` names both mistakes:
 
 # %%
-check_roi_pool(roi_pool_seed_style)
+check_result = check_roi_pool(walkthrough_roi_pool)
+
+# %% jupyter={"source_hidden": true}
+say(f"""
+    The truncation comes first, then the crop, each with the smallest case that shows it. The
+    20 random RoIs fail too, from the two mistakes together (neither alone gives the
+    walkthrough's numbers there), so the check shows that case as well;
+    {check_result.passed} of the {check_result.total} cases pass.
+""")
 
 # %% [markdown]
 # ## 6. The RoI head
@@ -316,9 +401,9 @@ check_roi_pool(roi_pool_seed_style)
 # The pooled grid of each RoI is flattened (512 x 7 x 7 = 25088 numbers for VGG16) and goes
 # through **two fully connected layers with a ReLU after each**, then two outputs side by side:
 # `num_classes` logits (background included) and `num_classes x 4` deltas, one box refinement
-# per class. The paper's VGG16 head has 4096-wide layers: 25088 x 4096 + 4096 x 4096 weights,
-# 119.5 million parameters, more than the whole backbone. `RoIHead` builds the same structure at
-# any width; here 256, for the 21 classes of Pascal VOC (20 + background):
+# per class. The paper's VGG16 head has 4096-wide layers: 25088 x 4096 + 4096 x 4096 weights
+# and their biases. `RoIHead` builds the same structure at any width; here 256, for the 21
+# classes of Pascal VOC (20 + background):
 
 # %%
 torch.manual_seed(0)
@@ -327,12 +412,21 @@ print(head)
 with torch.no_grad():
     class_logits, box_deltas = head(features, [rois])
 print("class logits:", tuple(class_logits.shape), "| box deltas:", tuple(box_deltas.shape))
-print(f"paper-size head: {25088 * 4096 + 4096 + 4096 * 4096 + 4096:,} parameters in fc6 and fc7")
+fc6_fc7 = 25088 * 4096 + 4096 + 4096 * 4096 + 4096
+backbone_parameters = sum(p.numel() for p in backbone.parameters())
+print(f"paper-size head: {fc6_fc7:,} parameters in fc6 and fc7")
+print(f"the VGG16 backbone (lesson 01): {backbone_parameters:,} parameters")
+
+# %% jupyter={"source_hidden": true}
+say(f"""
+    128 RoIs in, 21 logits and 21 x 4 deltas per RoI out. At the paper's width, fc6 and fc7
+    alone hold {fc6_fc7 / 1e6:.1f} million parameters, {fc6_fc7 / backbone_parameters:.1f} times
+    the {backbone_parameters / 1e6:.1f} million of the whole backbone.
+""")
 
 # %% [markdown]
-# 128 RoIs in, 21 logits and 21 x 4 deltas per RoI out. Only the deltas of the RoI's own class
-# will be trained (lesson 06); at test time the deltas of each class refine the box for that
-# class.
+# Only the deltas of the RoI's own class will be trained (lesson 06); at test time the deltas
+# of each class refine the box for that class.
 #
 # ### Spot the bug: two Linear layers, no ReLU
 #
@@ -349,21 +443,25 @@ with torch.no_grad():
     merged.bias.copy_(second.weight @ first.bias + second.bias)  # W2 b1 + b2
 x = torch.randn(1000, 64)
 with torch.no_grad():
-    print("largest difference, stacked vs one layer:", (stacked(x) - merged(x)).abs().max().item())
+    without = (stacked(x) - merged(x)).abs().max().item()
     with_relu = nn.Sequential(first, nn.ReLU(), second)
-    print(
-        "largest difference, with a ReLU between: ", (with_relu(x) - merged(x)).abs().max().item()
-    )
+    between = (with_relu(x) - merged(x)).abs().max().item()
+print(f"largest difference, stacked vs one layer:  {without:.1e}")
+print(f"largest difference, with a ReLU between:   {between:.2f}")
+fc7 = 4096 * 4096 + 4096
+
+# %% jupyter={"source_hidden": true}
+say(f"""
+    Without a non-linearity, `W2 (W1 x + b1) + b2 = (W2 W1) x + (W2 b1 + b2)`: the two layers
+    are exactly one linear layer (the difference, {without:.0e}, is float rounding). All the
+    extra weights buy nothing: the head can only draw linear boundaries between classes in the
+    pooled features, and the walkthrough's second 4096-wide layer adds {fc7 / 1e6:.1f} million
+    parameters that cannot learn anything one layer could not. With a ReLU between them, the
+    outputs differ from the merged layer by {between:.2f}: the network is now a real two-layer
+    network. `RoIHead` puts a ReLU after each fully connected layer.
+""")
 
 # %% [markdown]
-# Without a non-linearity, `W2 (W1 x + b1) + b2 = (W2 W1) x + (W2 b1 + b2)`: the two layers are
-# exactly one linear layer (the difference is float rounding, about 1e-7). All the extra
-# weights buy nothing: the head can only draw linear boundaries between classes in the pooled
-# features, and its 4096-wide middle adds 17 million parameters that cannot learn anything one
-# layer could not. With a ReLU between them, the outputs differ from the merged layer by
-# whole units: the network is now a real two-layer network. `RoIHead` puts a ReLU after each
-# fully connected layer.
-#
 # ## 7. Exercises
 #
 # **a) RoI max pooling.** Write `my_roi_pool(features, rois, output_size, spatial_scale)` with
@@ -403,7 +501,7 @@ check_proposal_targets(my_proposal_targets)
 #   their ground truth still is one.
 # - RoI max pooling rounds the scaled box to cells, splits its `x2 - x1 + 1` cells into bins and
 #   takes each bin's maximum: a fixed `[C, 7, 7]` grid for any box. The package's `roi_pool`
-#   equals torchvision's.
+#   equals torchvision's: it rounds halves away from zero and clamps every bin to the map.
 # - Rounding makes the pooled features jump in 16-pixel steps; RoIAlign samples the exact box by
 #   bilinear interpolation and moves smoothly.
 # - Truncating with `.long()` shifts every RoI up and left by up to a cell, and cropping past the
@@ -414,8 +512,8 @@ check_proposal_targets(my_proposal_targets)
 # **More exercises**
 # 1. With `sampling_ratio=1, 2, 4` in `roi_align`, how does the curve of section 4 change? And
 #    with `aligned=False`?
-# 2. Count, for the 2000 proposals of section 1, how many have IoU >= 0.5 with each ground truth
-#    when the ground truths are *not* added. Which objects would the head never see as positives?
+# 2. Section 2 counted each object's positive proposals at IoU 0.5. Count them at 0.4 and at 0.6:
+#    which objects gain or lose positives first, and why?
 # 3. Give the RoI head 1024-wide layers and count its parameters for a 128-channel, 7 x 7 input.
 #    Which layer dominates, and what would a 5 x 5 pooling change?
 #

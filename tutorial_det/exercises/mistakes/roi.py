@@ -73,7 +73,7 @@ def _pool_by_hand(
 
 
 @ROI_POOL.add(
-    "You truncate the scaled corners (int() or .long(), as the seed notebook does), which moves "
+    "You truncate the scaled corners (int() or .long(), as the walkthrough does), which moves "
     "RoIs up and left: round them to the nearest cell."
 )
 def roi_pool_truncates(features, rois, output_size, spatial_scale):
