@@ -1,4 +1,4 @@
-"""Shared test settings and helpers: hypothesis profiles, box strategies, the seed notebook's
+"""Shared test settings and helpers: hypothesis profiles, box strategies, the walkthrough's
 800 x 800 example (its anchors and ground truths), label counts, a short training loop, and the
 ``device`` fixture."""
 
@@ -65,7 +65,7 @@ def t(rows) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float32)
 
 
-#: The seed notebook's two ground truths on its 800 x 800 image (lesson 03): (y1, x1, y2, x2)
+#: The walkthrough's two ground truths on its 800 x 800 image (lesson 03): (y1, x1, y2, x2)
 #: [[20, 30, 400, 500], [300, 400, 500, 600]] there, xyxy here.
 SEED_GT = t([[30, 20, 500, 400], [400, 300, 600, 500]])
 

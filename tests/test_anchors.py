@@ -168,7 +168,7 @@ def test_exercise_checks_accept_the_reference_and_catch_the_seed_bugs():
     def yxyx_base(stride, ratios, scales):
         return anchor_base(stride, ratios, scales)[:, [1, 0, 3, 2]]
 
-    def seed_loop(base, feature_size, stride):  # x outside, y inside, like the seed notebook
+    def seed_loop(base, feature_size, stride):  # x outside, y inside, like the walkthrough
         rows = [
             base[a] + torch.tensor([x * stride, y * stride] * 2, dtype=base.dtype)
             for x in range(feature_size[1])

@@ -26,7 +26,7 @@ def test_conversions_known_answers():
 
 
 def test_yxyx_centre_uses_height_not_width():
-    """The seed's yxyx_hwyx computed the y centre with the width; ours goes through xyxy."""
+    """The walkthrough's yxyx_hwyx computed the y centre with the width; ours goes through xyxy."""
     yxyx = t([[20, 30, 400, 500]])  # y1, x1, y2, x2: height 380, width 470
     cx, cy, w, h = B.box_convert(yxyx, "yxyx", "cxcywh")[0].tolist()
     assert (cx, cy, w, h) == (265.0, 210.0, 470.0, 380.0)

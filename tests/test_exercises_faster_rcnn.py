@@ -1,5 +1,5 @@
 """The Faster R-CNN checks (anchor order, RPN loss, RoI head loss, proposal targets): right
-answers written differently pass; the seed notebook's mistakes are named by their cause."""
+answers written differently pass; the walkthrough's mistakes are named by their cause."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_right_anchor_orders_pass(fn):
 
 def test_the_22500_anchor_case_names_the_cause_not_the_shape():
     result = check_to_anchor_order(TO_ANCHOR_ORDER.named("order_without_permute").fn, verbose=False)
-    seed_case = [f for f in result.failures if f.startswith("[the seed's 50 x 50 map")]
+    seed_case = [f for f in result.failures if f.startswith("[the walkthrough's 50 x 50 map")]
     assert seed_case and "expected shape" not in seed_case[0]  # the shape is right
     assert result.headline.startswith("check_to_anchor_order: You reshape without permuting")
 

@@ -1,5 +1,5 @@
 """check_nms: right answers written differently pass, whatever order they visit boxes of equal
-score in; the seed notebook's NMS is told both of its faults; indices must be int64."""
+score in; the walkthrough's NMS is told both of its faults; indices must be int64."""
 
 from __future__ import annotations
 

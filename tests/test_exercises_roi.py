@@ -1,4 +1,4 @@
-"""check_roi_pool: right answers written differently pass; the seed notebook's RoI pooling is told
+"""check_roi_pool: right answers written differently pass; the walkthrough's RoI pooling is told
 both of its faults (truncation, and crops that can be empty)."""
 
 from __future__ import annotations

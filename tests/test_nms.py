@@ -59,7 +59,7 @@ def test_known_answer_keeps_best_and_disjoint_boxes():
 
 
 def test_sorts_by_score_not_by_index():
-    """The seed sorted the indices (``order.argsort()``): box 0 would win here."""
+    """The walkthrough sorted the indices (``order.argsort()``): box 0 would win here."""
     boxes = t([[0, 0, 10, 10], [0, 0, 10, 10.5]])
     assert N.nms(boxes, t([0.1, 0.9]), 0.5).tolist() == [1]
 

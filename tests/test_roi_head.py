@@ -179,7 +179,7 @@ def test_head_is_not_an_affine_map_of_the_features(monkeypatch):
             return (f(a + b) + f(zero) - f(a) - f(b)).abs().max().item()
 
     assert gap() > 1e-2
-    monkeypatch.setattr(torch.nn.functional, "relu", lambda x: x)  # the seed's head
+    monkeypatch.setattr(torch.nn.functional, "relu", lambda x: x)  # the walkthrough's head
     assert gap() < 1e-5
 
 

@@ -66,7 +66,7 @@ def test_coordinates_round_half_away_from_zero():
     out = R.roi_pool(features, t([[0, 5, 0, 5, 0]]), 1, spatial_scale=0.5)
     assert out.item() == 3.0
     assert torchvision.ops.roi_pool(features, t([[0, 5, 0, 5, 0]]), 1, 0.5).item() == 3.0
-    # 1.8 rounds to 2, not 1 (the seed's .long() truncation)
+    # 1.8 rounds to 2, not 1 (the walkthrough's .long() truncation)
     assert R.roi_pool(features, t([[0, 1.8, 0, 1.8, 0]]), 1).item() == 2.0
 
 

@@ -62,7 +62,7 @@ def test_to_anchor_order_matches_the_row_major_anchor_loop():
 
 
 def test_column_major_anchors_do_not_line_up_with_the_predictions():
-    # The seed's anchors went column by column; a head's output permuted to (N, H, W, A) goes
+    # The walkthrough's anchors went column by column; a head's output permuted to (N, H, W, A) goes
     # row by row. On a non-square map the two orders place anchor k on different cells.
     anchors = grid_anchors(anchor_base(), (3, 5), 16).reshape(3, 5, 9, 4)
     column_major = anchors.permute(1, 0, 2, 3).reshape(-1, 4)

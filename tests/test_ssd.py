@@ -251,7 +251,7 @@ def test_multibox_loss_by_hand():
     loss = multibox_loss(logits, deltas, labels, targets)
     assert loss["classification"].item() == pytest.approx((ce[0] + hardest).item(), rel=1e-6)
     assert loss["bbox_regression"].item() == pytest.approx(smooth_l1, rel=1e-6)
-    # The seed's normalisation: negatives divided by their own count (3), not by N = 1.
+    # The SSD tutorial's normalisation: negatives divided by their own count (3), not by N = 1.
     split = multibox_loss_tutorial_style(logits, deltas, labels, targets, across_batch=False)
     assert split["classification"].item() == pytest.approx((ce[0] + hardest / 3).item(), rel=1e-6)
     assert split["bbox_regression"].item() == pytest.approx(smooth_l1, rel=1e-6)

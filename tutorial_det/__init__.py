@@ -7,9 +7,9 @@ The package holds the tested reference implementation of every step the notebook
 builds detectors from), ``model_file`` (saved detectors that rebuild themselves) and ``cli`` (the
 ``tutorial-det`` / ``python -m tutorial_det`` command), plus ``samples`` (the real photos in
 images/), ``naive`` (the slow loop versions lessons show and benchmarks time), ``viz`` (drawing),
-``widgets`` (ipywidgets explorers), ``exercises`` (automatic feedback, and the seed notebooks' ways
-that lessons show), ``prose`` (lesson sentences that quote computed numbers) and ``runtime`` (device
-and seeding). The README's layout section lists them with their lessons.
+``widgets`` (ipywidgets explorers), ``exercises`` (automatic feedback, and the source documents'
+mistakes that lessons show), ``prose`` (lesson sentences that quote computed numbers) and
+``runtime`` (device and seeding). The README's layout section lists them with their lessons.
 """
 
 __version__ = "0.1.0"

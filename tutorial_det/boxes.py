@@ -10,7 +10,7 @@ Other formats appear only at the edges, through the conversions here:
 
 - ``xywh``: top-left corner, width, height (COCO annotations);
 - ``cxcywh``: centre, width, height (SSD priors, the box coding);
-- ``yxyx``: rows first, (y1, x1, y2, x2) (TensorFlow, and the seed notebook of lessons 00-06).
+- ``yxyx``: rows first, (y1, x1, y2, x2) (TensorFlow, and the walkthrough of lessons 00-06).
 
 All functions accept empty inputs (zero boxes) and return empty, correctly shaped results.
 """

@@ -47,9 +47,9 @@ from tutorial_det.roi import (
 from tutorial_det.rpn import ProposalSettings, RegionProposalNetwork
 
 #: Proposal settings for 128 px images. The paper's 12000 / 2000 (training) and 6000 / 300 (test)
-#: are for about 20000 anchors; a 128 px image has 2304 (16 x 16 cells x 9), so all of them enter
-#: NMS either way, and 300 (training) or 150 (test) proposals cover its 1 to 4 objects many times
-#: over at a fraction of the NMS and RoI-head cost. The minimum size is 4 px instead of 16: the
+#: are for about 20000 anchors; a 128 px image has 2304 (16 x 16 cells x 9). The best 1000 of them
+#: enter NMS, and 300 (training) or 150 (test) proposals cover its 1 to 4 objects many times over
+#: at a fraction of the NMS and RoI-head cost. The minimum size is 4 px instead of 16: the
 #: smallest objects are about 12 px, and 16 would remove their proposals.
 SMALL_TRAIN_PROPOSALS = ProposalSettings(1000, 300, 0.7, 4.0)
 SMALL_TEST_PROPOSALS = ProposalSettings(1000, 150, 0.7, 4.0)

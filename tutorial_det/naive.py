@@ -68,7 +68,7 @@ def nms_loop(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     remaining box whose IoU with it is above ``iou_threshold``; repeat until none remain.
     Same indices as ``nms.nms`` and ``torchvision.ops.nms`` (int64, in decreasing score order).
 
-    Two mistakes of the seed notebook this avoids: it sorted ``order.argsort()`` (the positions
+    Two mistakes of the walkthrough this avoids: it sorted ``order.argsort()`` (the positions
     of an already sorted list, not the scores), which visits the boxes in a meaningless order,
     and it measured boxes with a "+1" pixel convention the rest of the notebook does not use.
     """
@@ -95,7 +95,7 @@ def roi_pool_loop(
     ``ceil((j + 1) * size / w)`` clamped to the map, an empty bin 0. The arithmetic runs in the
     features' dtype, as torchvision's kernel does.
 
-    The seed notebook truncated the scaled coordinates with ``.long()`` (so 0.9 became 0) and
+    The walkthrough truncated the scaled coordinates with ``.long()`` (so 0.9 became 0) and
     cropped ``[y1 : y2 + 1, x1 : x2 + 1]`` before an adaptive max pool: wrong cells, and empty
     crops for boxes that fall off the map. The gradient of ``amax`` is split evenly between
     tied maxima, where torchvision gives it all to the first one.

@@ -55,7 +55,7 @@ def to_anchor_order_cases() -> list[Case]:
             hint="the batch dimension stays first and the images' values stay apart",
         ),
         Case(
-            "the seed's 50 x 50 map with 9 anchors",
+            "the walkthrough's 50 x 50 map with 9 anchors",
             (torch.randn(1, 36, 50, 50, generator=torch.Generator().manual_seed(0)), 4),
             hint="[1, 36, 50, 50] -> [1, 22500, 4], row (i * 50 + j) * 9 + a for anchor a of cell "
             "(i, j)",

@@ -49,7 +49,7 @@ def order_value_major(output, k):
 
 
 @TO_ANCHOR_ORDER.add(
-    "You reshape to a batch of 1 (as the seed notebook's view(1, -1, 4)); keep the batch size: "
+    "You reshape to a batch of 1 (as the walkthrough's view(1, -1, 4)); keep the batch size: "
     "reshape(N, -1, k)."
 )
 def order_batch_of_one(output, k):
@@ -79,7 +79,7 @@ def _sampled(labels):
 
 
 @RPN_LOSS.add(
-    "Your box term is the classification loss again (the seed notebook's label + lambda x label); "
+    "Your box term is the classification loss again (the walkthrough's label + lambda x label); "
     "it is the smooth L1 of the positives' deltas."
 )
 def rpn_label_loss_twice(logits, deltas, labels, target_deltas):
@@ -187,7 +187,7 @@ def roi_loss_every_class(class_logits, box_deltas, labels, target_deltas):
 
 
 @ROI_HEAD_LOSS.add(
-    "You divide the box loss by the number of positives (the seed notebook even uses the RPN's); "
+    "You divide the box loss by the number of positives (the walkthrough even uses the RPN's); "
     "divide by this head's S sampled RoIs."
 )
 def roi_loss_by_positives(class_logits, box_deltas, labels, target_deltas):
