@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Lessons whose prose has been audited against their outputs. Add a lesson here when its audit is
 #: done; from then on a number in its prose that its outputs do not show fails the test.
-AUDITED = ["00", "01", "02", "03", "04", "05", "07", "08", "09", "10", "11"]
+AUDITED = ["00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11"]
 
 
 class From:
@@ -119,6 +119,18 @@ ALLOWED: dict[str, dict[str, str | From]] = {
         "76.4": "worked arithmetic: 34 + 22 + 20.4",
         "32": "COCO's small objects: area below 32 x 32 pixels (a definition)",
         "96": "COCO's large objects: area above 96 x 96 pixels (a definition)",
+    },
+    "06": {
+        "12000": "the paper's proposal counts: 12000 / 2000 in training (rpn.TRAIN_PROPOSALS)",
+        "2000": "the paper's proposal counts: 12000 / 2000 in training (rpn.TRAIN_PROPOSALS)",
+        "6000": "the paper's proposal count at test time (rpn.TEST_PROPOSALS)",
+        "2400": "the paper's N_reg, the anchor locations of a ~600 x 1000 image",
+        "600": "the paper's image size (~600 x 1000)",
+        "240": "worked arithmetic: 2400 / 10, the paper's lambda",
+        "0.01": "the paper's initialisation of the RoI head's classifier, N(0, 0.01) (RoIHead)",
+        "64": "FasterRCNN's largest default anchor and ShapesDataset's largest shape (definitions)",
+        "0.95": "definition: COCO's mAP averages IoU thresholds 0.5 to 0.95",
+        "1024": "an exercise's layer width",
     },
     "07": {
         "2016": "the SSD paper's year (ECCV 2016)",
