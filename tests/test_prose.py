@@ -232,13 +232,44 @@ def test_source_documents_are_not_called_the_seed(name):
         )
 
 
+#: A comment line that reads as Markdown: a heading or a bold lead-in.
+MARKDOWN_IN_A_COMMENT = re.compile(r"^# (?:#{1,6} |\*\*)", re.MULTILINE)
+
+
+def prose_in_code_cells(cells) -> list[str]:
+    """Code cells holding Markdown as comments: a `# %% [markdown]` header left out, so the
+    prose never renders (after a collapsed ``say`` cell it is even hidden with the code)."""
+    return [
+        f"code cell {number}: {found.group(0)!r}... starts Markdown inside a code cell; put "
+        "`# %% [markdown]` (after a blank line) before it"
+        for number, cell in enumerate(cells, start=1)
+        if cell.cell_type == "code" and (found := MARKDOWN_IN_A_COMMENT.search(cell.source))
+    ]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks" / "src").glob("*.py")), ids=str)
+def test_prose_is_never_a_comment_in_a_code_cell(path):
+    import jupytext
+
+    problems = prose_in_code_cells(jupytext.read(path).cells)
+    assert not problems, f"{path.name}: " + "; ".join(problems)
+
+
+def test_markdown_left_in_a_code_cell_is_found():
+    import jupytext
+
+    text = '# %%\nsay("x")\n#\n# ## 3. Explore\n#\n# More prose.\n\n# %%\nx = 1  # ## not prose\n'
+    cells = jupytext.reads(text, fmt="py:percent").cells
+    (problem,) = prose_in_code_cells(cells)
+    assert problem.startswith("code cell 1: '# ## '")
+
+
 def test_audited_lessons_exist():
     for name in AUDITED:
         assert len(list((ROOT / "notebooks").glob(f"{name}_*.ipynb"))) == 1, name
     assert set(ALLOWED) <= set(AUDITED), "ALLOWED lists a lesson that is not AUDITED"
 
 
-# --------------------------------------------------------------------------- the checker itself
 # --------------------------------------------------------------------------- the checker itself
 
 

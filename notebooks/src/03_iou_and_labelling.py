@@ -405,7 +405,8 @@ for d in (17, 18):
 with slide.hold():
     slide.a_width.value = slide.b_width.value = 0
 print(slide.sentence)
-#
+
+# %% [markdown]
 # ## 7. Explore labelling
 #
 # The labelling explorer applies the rules of section 3 and the sampling of section 4 live. On the

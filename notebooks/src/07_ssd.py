@@ -253,7 +253,8 @@ say(
     "map's second square halfway to the next map's, cover the objects' sizes without gaps. Fewer "
     "priors also make every step cheaper."
 )
-#
+
+# %% [markdown]
 # ## 3. Explore the priors
 #
 # The explorer draws the priors of one cell on the image: pick the feature map, the scale, the
@@ -303,7 +304,8 @@ say(
     f"direction and the best prior reaches only {best_around:.2f}: small objects are matched by "
     "very few priors, one reason SSD finds small objects harder."
 )
-#
+
+# %% [markdown]
 # ## 4. Matching priors to objects
 #
 # Training needs, for every prior, what it should predict. SSD's matching has two rules:
@@ -468,7 +470,8 @@ say(
     "simply where its random features happen to favour an object class. After training they "
     "will mean something (section 9)."
 )
-#
+
+# %% [markdown]
 # **Localisation: smooth L1** on the positives' four deltas, summed. **Both terms are divided by
 # N**, the number of positives in the whole batch:
 #
@@ -512,7 +515,8 @@ say(
     "torchvision's names, `classification` and `bbox_regression`, which is also what the model "
     "returns in training mode."
 )
-#
+
+# %% [markdown]
 # ## 7. Spot the bug
 #
 # Here is the multibox loss the way it is often written (in Keras in the tutorial this course

@@ -227,7 +227,8 @@ say(
     f"IoU {fit_iou.min():.3f} (mean {fit_iou.mean():.3f}): the affine model is not what limits "
     "the detector."
 )
-#
+
+# %% [markdown]
 # ## 4. Cells, alpha, and the targets
 #
 # The output has one cell per 16 x 16 pixels: an `8 x 8` grid on a `128 x 128` image. Cell
@@ -374,7 +375,8 @@ say(
     f"({tx:.2f}, {ty:.2f}) from the cell's centre. All six values are of order 1, as the "
     "choice of `alpha` intended."
 )
-#
+
+# %% [markdown]
 # ## 5. The loss, term by term
 #
 # For an image, summed over its cells (`W.wpod_loss`; the mean over images is the default):

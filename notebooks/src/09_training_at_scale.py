@@ -65,6 +65,7 @@ from tutorial_det.training import (
 from tutorial_det.viz import draw_boxes, plot_history, show_image
 
 seed_everything(0)
+torch.set_num_threads(1)  # the same numbers whatever the number of cores (lesson 04, section 7)
 work = Path(tempfile.mkdtemp(prefix="lesson09_"))  # every file this lesson writes goes here
 QUIET = {"progress": False, "log_every": None, "device": "cpu"}  # see the next cell
 

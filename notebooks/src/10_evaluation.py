@@ -48,6 +48,8 @@ from tutorial_det.viz import draw_boxes, draw_legend, show_image
 
 seed_everything(0)
 device = pick_device()
+if device.type == "cpu":
+    torch.set_num_threads(1)  # the same numbers whatever the number of cores: see section 6
 
 # %% [markdown]
 # ## 1. Matching detections to ground truths
@@ -294,8 +296,9 @@ print("the same as ours:", all(abs(a - b) < 1e-6 for a, b in zip(stats[:3], ours
 #
 # Now a real detector: lesson 07's small SSD, trained here for 100 steps of 16 synthetic shapes
 # images (128 x 128) with AdamW and a one-cycle schedule. The seeds and the number of steps are
-# fixed, so on a CPU every number below comes out the same at each run (a GPU adds in another
-# order and ends slightly elsewhere).
+# fixed, and on the CPU torch runs on one thread (set in the first cell: with more threads the
+# sums are added in another order), so on a CPU every number below comes out the same at each
+# run, whatever the number of cores (a GPU adds in another order and ends slightly elsewhere).
 
 # %%
 seed_everything(0)

@@ -54,7 +54,7 @@ from tutorial_det.viz import draw_boxes, plot_history, show_image
 
 device = pick_device()
 if device.type == "cpu":
-    torch.set_num_threads(1)  # a model this small gains little from a second thread
+    torch.set_num_threads(1)  # the same numbers whatever the number of cores (lesson 04, section 7)
 work = Path("own_data")  # everything this lesson writes, beside the notebook
 shutil.rmtree(work, ignore_errors=True)
 
