@@ -405,6 +405,16 @@ def test_coco_malformed_json(tmp_path):
         read_coco_json(path)
 
 
+def test_coco_malformed_json_message_ends_with_what_is_wrong(tmp_path):
+    path = tmp_path / "annotations.json"
+    path.write_text('{"images": [{"file_name": "a.png')
+    with pytest.raises(ValueError) as raised:
+        read_coco_json(path)
+    assert str(raised.value).endswith(
+        "malformed JSON at line 1, column 27: Unterminated string starting"
+    )
+
+
 def test_coco_missing_file_and_lists(tmp_path):
     with pytest.raises(
         FileNotFoundError, match=r"COCO annotation file .*none\.json does not exist"

@@ -12,8 +12,8 @@
 #   first as a double loop, then vectorised with broadcasting, checked against torchvision and timed;
 # - the edge cases that turn IoU into `NaN` if you are not careful.
 #
-# **You need** Python and basic PyTorch (tensors, indexing, broadcasting). The notebook runs on a
-# laptop CPU in well under a minute.
+# **You need** Python and basic PyTorch (tensors, indexing, broadcasting). The README's lesson
+# table gives its running time on a quiet 2-core CPU.
 
 # %%
 import matplotlib.pyplot as plt
@@ -78,7 +78,7 @@ x1, _, x2, _ = cup[0].tolist()
 # %% jupyter={"source_hidden": true}
 say(
     f'There is no "+1": the cup\'s box is `x2 - x1 = {x2:g} - {x1:g} = {x2 - x1:g}` pixels wide, '
-    f"not {x2 - x1 + 1:g}, as the `xywh` row says."
+    f"the width the `xywh` row shows, not {x2 - x1 + 1:g}."
 )
 
 # %% [markdown]

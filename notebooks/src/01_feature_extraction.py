@@ -17,7 +17,7 @@
 #   of its feature maps their detectors read.
 #
 # **You need** lesson 00 (boxes, IoU) and basic PyTorch (`nn.Module`, `nn.Sequential`, tensors of
-# shape `[N, C, H, W]`). The notebook runs on a laptop CPU in well under a minute.
+# shape `[N, C, H, W]`). The README's lesson table gives its running time on a quiet 2-core CPU.
 
 # %%
 from collections import Counter
@@ -398,13 +398,14 @@ print(format_layer_shapes(tiny_rows))
 # backbone, and `layer_shapes` walks into them. The output is `128 x 8 x 8` (128 / 16 = 8), with a
 # receptive field of 70 pixels, more than half of the 128-pixel image.
 #
-# The training lessons' detectors do not read that last map alone. On a 128-pixel image a
-# stride-16 cell is wider than the smallest objects there, and its anchors sit 16 pixels apart.
-# So the Faster R-CNN of lessons 04 (its last part) and 06 builds on `TopDownBackbone`: the
-# stride-8 map of stage 3 (16 x 16 cells), to which the stride-16 map of stage 4 is added,
-# upsampled, as one level of a feature pyramid (lesson 06 explains it). The SSD of lessons 07,
-# 09 and 10 reads the stride-8 and stride-16 maps of a half-width `TinyBackbone`, and two coarser
-# maps of its own. The top-down backbone on the same 128 x 128 input:
+# The training lessons' detectors do not read that last map alone. On a 128-pixel image a stride-16
+# cell is wider than the smallest objects there, and its anchors sit 16 pixels apart. So the Faster
+# R-CNN of lessons 04 (its last part) and 06 builds on `TopDownBackbone`: the stride-8 map of stage
+# 2 (layer `2.6`, 16 x 16 cells), to which the stride-16 map of stage 3 is added, upsampled, as one
+# level of a feature pyramid (the `TopDownBackbone` docstring gives its formula; lesson 06 lists it
+# among the detector's settings). The SSD of lessons 07, 09, 10 and 11 reads the stride-8 and
+# stride-16 maps of a `TinyBackbone` with its first three stages at half width (16-32-64-128
+# channels), and two coarser maps of its own. The top-down backbone on the same 128 x 128 input:
 
 # %%
 top_down = TopDownBackbone().to(device).eval()

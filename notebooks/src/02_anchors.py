@@ -15,8 +15,8 @@
 # - to explore anchors interactively on a photo;
 # - why the order of the anchors matters, through a bug that crashes nothing.
 #
-# **You need** lessons 00 (boxes) and 01 (stride, feature grid). The notebook runs on a laptop
-# CPU in well under a minute.
+# **You need** lessons 00 (boxes) and 01 (stride, feature grid). The README's lesson table gives
+# its running time on a quiet 2-core CPU.
 
 # %%
 import matplotlib.pyplot as plt
@@ -107,7 +107,7 @@ keep = [
     i for i, label in enumerate(target["labels"].tolist()) if names[label] in ("face", "person")
 ]
 
-row, column = 14, 22  # the cell on the astronaut's chin
+row, column = 14, 22  # the cell on the astronaut's mouth
 cell_anchors = base + torch.tensor([column, row, column, row]) * stride
 colours = [class_colour(i // 3) for i in range(9)]
 fig, ax = plt.subplots(figsize=(7, 7))
@@ -309,7 +309,7 @@ explorer
 
 # %% [markdown]
 # The sentence above the picture starts with the numbers of sections 2 and 3: 22500 anchors,
-# 8940 inside. The cell on the chin, (14, 22), is centred on `(22.5 x 16, 14.5 x 16) =
+# 8940 inside. The cell on the mouth, (14, 22), is centred on `(22.5 x 16, 14.5 x 16) =
 # (360, 232)`; 6 of its 9 anchors fit, and its three scale-32 anchors cross the border (dashed:
 # the 512-pixel square and the tall one at the top, the wide one at the left).
 #
@@ -437,8 +437,9 @@ check_grid_anchors(anchors_x_then_y)
 
 # %% [markdown]
 # The grids with one row, one column or one cell, and the empty grid, cannot tell the two orders
-# apart: that is why 4 of the 7 cases pass. A 2 x 3 grid is enough to catch it. When you test
-# code that lays out a grid, never use a square one only.
+# apart: that is why 4 of the 7 cases pass. A 2 x 3 grid is enough to catch it, and being
+# non-square it also catches code that swaps the height and the width, which no square grid can
+# show.
 #
 # ## 7. Exercises
 #

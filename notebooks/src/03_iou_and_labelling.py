@@ -18,8 +18,8 @@
 # - to explore IoU and labelling interactively;
 # - a labelling bug that turns every anchor positive.
 #
-# **You need** lessons 00 (IoU, box formats) and 02 (anchors). The notebook runs on a laptop CPU
-# in well under a minute.
+# **You need** lessons 00 (IoU, box formats) and 02 (anchors). The README's lesson table gives its
+# running time on a quiet 2-core CPU.
 
 # %%
 import matplotlib.pyplot as plt
@@ -155,10 +155,10 @@ print("sides below 0.7:   ", runs(sides[best_for_side < 0.7].tolist()))
 
 # %% [markdown]
 # IoU 0.7 is reached only near the three anchor sizes (grey lines): sides 112 to 152, 216 to 304
-# and 432 to 608. Squares of 104 pixels or less never reach it, because the smallest anchor is
-# 128 pixels wide; neither do squares of 160 to 208 or 312 to 424 pixels, which fall between two
-# anchor sizes (our 200-pixel ground truth is one of them), nor squares of 616 pixels or more,
-# too large for the largest anchor. The "IoU >= 0.7" rule alone would leave many objects with no
+# and 432 to 608. Squares of 104 pixels or less never reach it, because the smallest square anchor
+# is 128 pixels wide; neither do squares of 160 to 208 or 312 to 424 pixels, which fall between two
+# anchor sizes (our 200-pixel ground truth is one of them), nor squares of 616 pixels or more, too
+# large for the largest anchor. The "IoU >= 0.7" rule alone would leave many objects with no
 # positive anchor at all: hence the rule of section 3c.
 #
 # Over all 8940 anchors, the highest IoU of each anchor (its best ground truth) is spread like
@@ -211,14 +211,14 @@ print("after rule c: positives", int((labels == 1).sum()))
 
 # %% [markdown]
 # Why 2 and 16? An anchor that contains its ground truth has IoU = area(gt) / area(anchor), the
-# same wherever it sits, as long as it still contains the box. The 256-pixel squares are
-# centred 16 pixels apart; a 256-pixel square contains the 200-pixel ground truth 1 at 4
-# horizontal x 4 vertical positions (56 pixels of slack each way): **16 anchors** tie at 0.6104.
-# The 512-pixel square contains ground truth 0 (470 x 380) at 2 horizontal positions; vertically
-# it has room for more, but all but one of them stick out of the top of the image and are not
-# among the inside anchors: **2 anchors** tie at 0.6813. `argmax` would keep one of each, 2
-# positives instead of 18, and teach the network that 16 anchors as good as the chosen ones are
-# not objects.
+# same wherever it sits, as long as it still contains the box. The 256-pixel squares are centred 16
+# pixels apart; a 256-pixel square contains the 200-pixel ground truth 1 at 4 horizontal x 4
+# vertical positions (56 pixels of slack each way): **16 anchors** tie at 0.6104. The 512-pixel
+# square contains ground truth 0 (470 x 380) at 3 horizontal x 8 vertical positions, but an anchor
+# must also lie inside the image: only 2 of the horizontal positions and 1 of the vertical ones do
+# (the others stick out of the left or the top), so **2 anchors** tie at 0.6813. `argmax` would
+# keep one of each, 2 positives instead of 18, and teach the network that 16 anchors as good as the
+# chosen ones are not objects.
 #
 # **d) Ignored.** Whatever is left, best IoU from 0.3 up to 0.7 and not a best anchor, stays -1:
 # these anchors overlap an object too much to be called background and too little to be called

@@ -19,8 +19,8 @@
 # - to train a small RPN on synthetic shapes and explore its proposals interactively.
 #
 # **You need** lessons 01 (VGG16 at stride 16), 02 (anchors) and 03 (labels and regression
-# targets). The notebook runs in about a minute on a quiet laptop CPU, most of it training the
-# small RPN (the README's lesson table gives the time).
+# targets). Most of its running time is training; the README's lesson table gives it on a quiet
+# 2-core CPU.
 
 # %%
 import copy
@@ -236,7 +236,8 @@ say(f"""
     column-major case they are attached to the wrong predictions. A positive anchor centred on
     cell (row r, column c) sits at position `k` of the column-major list, and position `k` of the
     prediction list is cell (c, r): the mirror image across the diagonal. The network is told
-    "object here" at cells that see sky or wall, and "background" over the astronaut:
+    "object here" at the mirror-image cells (right panel), away from the objects whose anchors
+    they were given, and the cells over those objects get the mirror cells' labels instead:
 """)
 
 # %%
@@ -311,9 +312,9 @@ for name, labels, target_deltas in (
 # %% [markdown]
 # Both losses fall alike: nothing in them tells the two runs apart. What the heads learned
 # does: the row-major head says "object" over the objects, the column-major one at the mirror
-# cells, over sky and wall, and much less over the astronaut. A convolution applies the same
-# weights at every cell, so a head trained on mirrored labels learns that sky and wall are what
-# objects look like. `check_to_anchor_order` tests a flattening function on a 2 x 3 map, where
+# cells, and much less over the objects. A convolution applies the same weights at every cell, so
+# a head trained on mirrored labels learns that whatever the mirror cells show is what objects
+# look like. `check_to_anchor_order` tests a flattening function on a 2 x 3 map, where
 # a row/column mix-up cannot hide:
 
 # %%
@@ -330,7 +331,7 @@ check_to_anchor_order(lambda output, k: output.reshape(len(output), -1, k))
 # The proposal layer turns the 22500 predictions into proposals in six steps. The first three:
 #
 # 1. **objectness**: the probability of "object", the softmax of each logit pair;
-# 2. **decode**: apply the deltas to the anchors (`decode_boxes`, lesson 00);
+# 2. **decode**: apply the deltas to the anchors (`decode_boxes`, lesson 03);
 # 3. **clip** the boxes to the image, and **drop** those narrower or lower than `min_size`
 #    (16 pixels in the paper).
 

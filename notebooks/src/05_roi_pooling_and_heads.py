@@ -18,8 +18,8 @@
 # - the RoI head: fully connected layers, class logits and per-class deltas, and why the layers
 #   need a non-linearity between them (shown numerically).
 #
-# **You need** lessons 03 (IoU, `encode_boxes`, sampling) and 04 (proposals). The notebook runs
-# in well under a minute on a quiet laptop CPU (the README's lesson table gives the time).
+# **You need** lessons 03 (IoU, `encode_boxes`, sampling) and 04 (proposals). The README's lesson
+# table gives its running time on a quiet 2-core CPU.
 
 # %%
 import matplotlib.pyplot as plt
@@ -146,10 +146,12 @@ say(f"""
 """)
 
 # %% [markdown]
-# The positives also get **regression targets**: how to move each RoI onto its ground truth,
-# with `encode_boxes` and the RoI head's weights (10, 10, 5, 5). A RoI is already close to its
-# object, so its deltas are small; the weights scale them up to roughly unit size, so that the
-# box loss is neither negligible nor dominant. `proposal_targets` does all of this for an image:
+# The positives also get **regression targets**: how to move each RoI onto its ground truth, with
+# `encode_boxes` and the RoI head's weights (10, 10, 5, 5). A positive RoI overlaps its object at
+# IoU 0.5 or more, so its raw deltas are small; the weights scale them up, so that the box loss is
+# neither negligible nor dominant (the untrained proposals here barely reach IoU 0.5, and their
+# weighted deltas reach about 3, as printed below). `proposal_targets` does all of this for an
+# image:
 
 # %%
 rois, roi_labels, roi_deltas = proposal_targets(
@@ -355,7 +357,7 @@ print(
     "near the origin, walkthrough:", walkthrough_roi_pool(grid, near, 1, 1 / 16).flatten().tolist()
 )
 print("near the origin, roi_pool:   ", roi_pool(grid, near, 1, 1 / 16).flatten().tolist())
-edge = torch.tensor([[0.0, 100, 100, 128, 128]])  # the bottom-right corner of a 96 x 128 image
+edge = torch.tensor([[0.0, 100, 96, 128, 100]])  # the bottom strip of a 100 x 128 (h x w) image
 print(
     "map rows x columns:",
     tuple(grid.shape[-2:]),
@@ -365,20 +367,23 @@ print(
 try:
     walkthrough_roi_pool(grid, edge, 1, 1 / 16)
 except RuntimeError as error:
-    print("at the border, walkthrough: RuntimeError:", str(error).splitlines()[0][:90])
+    print("at the border, walkthrough: RuntimeError:", str(error).splitlines()[0].split(", but")[0])
 print("at the border, roi_pool:   ", roi_pool(grid, edge, 1, 1 / 16).flatten().tolist())
 
 # %% [markdown]
-# **Truncation moves boxes up and left.** The 32-pixel RoI covers cells 0.875 to 2.875; rounded,
-# that is cells 1 to 3, and its maximum is cell (3, 3) = 33. Truncated, it becomes cells 0 to
-# 2: the max is cell (2, 2) = 22, from a region the RoI barely touches. Every RoI is shifted
-# by up to a whole cell (16 pixels) towards the top-left corner.
+# **Truncation disagrees with the reference.** The 32-pixel RoI covers cells 0.875 to 2.875.
+# `roi_pool` rounds: cells 1 to 3, and its maximum is cell (3, 3) = 33. Truncated, it becomes
+# cells 0 to 2: the max is cell (2, 2) = 22. Rounding treats cell `i` as centred on pixel `16 i`
+# (half a cell from the centres of lessons 01 and 02, the offset RoIAlign's `aligned=True`
+# removes); truncating picks the cell before whenever the fraction is 0.5 or more, so it crops up
+# to a whole cell (16 pixels) up and left of what `roi_pool` crops, and a head trained on one
+# reads other features than the other gives it.
 #
-# **Crops can be empty.** The RoI in the image's bottom-right corner starts at cell 100 / 16 =
-# 6.25, row 6: but the map has rows 0 to 5 only (an image 96 pixels high: 96 / 16 = 6 rows). The
-# slice `[6 : 9]` of 6 rows is empty, and the adaptive pool raises. RoIs at the bottom or right
-# border are common (proposals are clipped to the image, and the image size is rarely a multiple
-# of 16). `roi_pool` clamps every bin to the map; a bin entirely outside is 0.
+# **Crops can be empty.** The RoI along the bottom of an image 100 pixels high starts at row 96 /
+# 16 = 6, but VGG16's pools give such an image floor(100 / 16) = 6 rows only, rows 0 to 5 (like the
+# map above). The slice `[6 : 7]` of those rows is empty, and the adaptive pool raises. RoIs at the
+# bottom or right border are common (proposals are clipped to the image, and the image size is
+# rarely a multiple of 16). `roi_pool` clamps every bin to the map; a bin entirely outside is 0.
 #
 # The walkthrough then reshaped a variable `output` that no cell ever defined (the pooled
 # features had been stored under another name), so its head never received them. The fix is
@@ -504,8 +509,8 @@ check_proposal_targets(my_proposal_targets)
 #   equals torchvision's: it rounds halves away from zero and clamps every bin to the map.
 # - Rounding makes the pooled features jump in 16-pixel steps; RoIAlign samples the exact box by
 #   bilinear interpolation and moves smoothly.
-# - Truncating with `.long()` shifts every RoI up and left by up to a cell, and cropping past the
-#   map's edge gives an empty crop: round, and clamp bins to the map.
+# - Truncating with `.long()` crops up to a cell up and left of what `roi_pool` crops (it rounds),
+#   and cropping past the map's edge gives an empty crop: round, and clamp bins to the map.
 # - Two Linear layers with no non-linearity are one Linear layer: the RoI head needs a ReLU after
 #   each fully connected layer.
 #

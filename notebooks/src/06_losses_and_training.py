@@ -3,7 +3,7 @@
 #
 # Lessons 03 to 05 built every target and every prediction of Faster R-CNN. This lesson writes
 # the four loss terms that compare them, says exactly what each is divided by, and then trains
-# the whole detector on synthetic shapes on this CPU and measures it.
+# the whole detector on synthetic shapes on this machine and measures it.
 #
 # **You will learn**
 # - the RPN's two terms: cross entropy over the sampled anchors and smooth L1 over the positive
@@ -137,7 +137,8 @@ say(
 # else `|x| - beta / 2`. The quadratic part gives small errors a small, shrinking gradient; the
 # linear part keeps the gradient of large errors (outliers, early training) at 1 instead of
 # growing with the error as L2 would. torchvision uses `beta = 1/9` for both Faster R-CNN box
-# losses (the original code's `sigma = 3`, `beta = 1 / sigma²`); textbooks use `beta = 1`:
+# losses (the original code used `sigma = 3`, `beta = 1 / sigma²`, for the RPN's loss and
+# `beta = 1` for the RoI head's); textbooks use `beta = 1`:
 
 # %%
 x = torch.linspace(-2, 2, 401)
@@ -153,7 +154,7 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# With `beta = 1/9` the loss is L1 almost everywhere, with a rounded tip narrower than a ninth.
+# With `beta = 1/9` the loss is L1 lowered by `beta / 2`, except for a rounded tip within 1/9 of 0.
 #
 # torchvision's RPN computes the same two numbers. It predicts one logit per anchor; two logits
 # `(b, o)` are one logit `o - b` (lesson 04), and the two-class cross entropy equals its binary
@@ -530,9 +531,8 @@ plot_history(history, log_scale=True)
 plt.show()
 terms = {name: (values[0], sum(values[-10:]) / 10) for name, values in history.terms.items()}
 for name, (first, last) in terms.items():
-    print(
-        f"{name:>17}: step 1 {first:.3f}, last 10 steps {last:.3f} ({first / last:.1f} x smaller)"
-    )
+    change = f"{first / last:.1f} x smaller" if first >= last else f"{last / first:.1f} x larger"
+    print(f"{name:>17}: step 1 {first:.3f}, last 10 steps {last:.3f} ({change})")
 box_means = torch.tensor(history.terms["loss_box_reg"]).unfold(0, 10, 1).mean(dim=1)
 peak = int(box_means.argmax())
 print(f"loss_box_reg: largest 10-step mean {box_means[peak]:.3f} over steps {peak + 1}-{peak + 10}")
@@ -596,9 +596,10 @@ say(
     f"On the first batch's {n_shapes} shapes, the untrained RPN's proposals reach IoU 0.5 "
     f"{sum(before)} times; the trained RPN's, {sum(after)} times. Each of them is a positive RoI "
     "with real offsets to learn (at most 32 positives per image are sampled), while the "
-    f"{n_shapes} added ground truths have none. As the proposals improve, the sum over the "
-    "positives gains terms faster than the head learns to shrink each one, and the loss divided "
-    "by the same 128 rises; it falls once the head's deltas catch up. Placing boxes to a few "
+    f"{n_shapes} added ground truths have none. The cell measures only the two ends, but this "
+    "growth is how the term can rise while the head learns: as the proposals improve, the sum "
+    "over the positives gains terms, divided by the same 128; the term falls once the head's "
+    "deltas improve faster than the positives multiply. Placing boxes to a few "
     "pixels takes longer than finding them, which is also why mAP@[.5:.95] trails mAP@0.5. The "
     "learning rate follows the one-cycle schedule, so the curves flatten at the end as the steps "
     "shrink."
@@ -625,7 +626,7 @@ check_rpn_loss(my_rpn_loss)
 # %% [markdown]
 # **b) The RoI head loss.** Write `my_roi_head_loss(class_logits, box_deltas, labels,
 # target_deltas)` (`[S, C]`, `[S, C, 4]`, `[S]`, `[S, 4]`) returning `(classifier, box)` as in
-# section 3.
+# section 3 (smooth L1 with `beta = 1/9`, both terms divided by `S`).
 
 
 # %%

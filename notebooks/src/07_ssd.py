@@ -22,8 +22,8 @@
 #   measure its mAP, and compare its cost with Faster R-CNN's.
 #
 # **You need** lessons 00 (boxes, IoU), 02 (anchors) and 03 (labelling, box coding); the Faster
-# R-CNN of lessons 04 to 06 helps for the comparison at the end. The notebook runs on a 2-core
-# laptop CPU in under two minutes (longer on a busy machine), most of it training.
+# R-CNN of lessons 04 to 06 helps for the comparison at the end. Most of its running time is
+# training; the README's lesson table gives it on a quiet 2-core CPU.
 
 # %%
 import math
@@ -250,7 +250,8 @@ say(
     f"the {len(train_boxes)} objects ({missing / len(train_boxes):.0%}) lack a prior at IoU 0.5, "
     f"against {missing_simple}, and an object has {mean_reach:.2f} such priors on average "
     f"(against {reach_simple:.2f}): squares from {smallest:.0f} to {largest:.0f} pixels, each "
-    "map's second square halfway to the next map's, cover the objects' sizes without gaps. Fewer "
+    "map's second square halfway to the next map's, cover the objects' sizes; most of the objects "
+    "left without a prior are small shapes that fall between two cells of the finest map. Fewer "
     "priors also make every step cheaper."
 )
 
@@ -560,7 +561,8 @@ flat = flat_multibox_loss(cls_logits, box_deltas, labels, target_deltas)
 variant = multibox_loss_tutorial_style(cls_logits, box_deltas, labels, target_deltas)
 print(f"flat loss {flat:.4f} = split + batch variant {sum(variant.values()):.4f}")
 print(
-    f"paper: classification {package['classification']:.4f}; split normalisation: {variant['classification']:.4f}"
+    f"paper: classification {package['classification']:.4f}; "
+    f"both bugs (split, mined across the batch): {variant['classification']:.4f}"
 )
 
 # %% jupyter={"source_hidden": true}
@@ -622,7 +624,7 @@ for mining, mine in (
 # teach the model nothing about background, and the loss of one image depends on which other
 # images happen to share its batch.
 #
-# ## 8. Training on this CPU
+# ## 8. Training
 #
 # The model follows torchvision's detection contract, so the package's `fit`
 # (`tutorial_det.training`) trains it as it is: in training mode `model(images, targets)` returns
@@ -788,7 +790,7 @@ say(
     f"The objects of 40 pixels and more get a median score of {median_score['40 px and more']:.2f}, "
     f"those under 20 pixels only {median_score['under 20 px']:.2f}: a threshold of 0.5 would "
     "lose many small shapes, though they still count in mAP, which ranks detections by score. "
-    "This is SSD's known weakness: a small object is matched by one or two priors of the finest "
+    "This is SSD's known weakness: a small object is matched by only a few priors of the finest "
     "map, and that map comes from an early stage of the backbone, which has seen the least "
     "context. The detections scoring above 0.3 on eight held-out images, truth dashed in white:"
 )
@@ -819,7 +821,8 @@ plt.show()
 
 # %% [markdown]
 # **Hard negatives after training.** Which background priors does the loss now keep? For one
-# training image: its positives (green) and its mined negatives (red, three per positive).
+# new image drawn like the training images (seed 7): its positives (green) and its mined
+# negatives (red, three per positive).
 
 # %%
 train_image, train_target = ShapesDataset(1, seed=7)[0]

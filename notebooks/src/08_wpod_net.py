@@ -19,9 +19,9 @@
 #   of the generator it is modelled on, and why this lesson trains without it;
 # - training on this CPU for a fixed number of steps, detecting plates and rectifying them.
 #
-# **You need** lesson 00 (boxes, IoU) and the idea of a detection head on a feature grid
-# (lessons 01-04). The notebook runs on a 2-core laptop CPU in under two minutes (longer on a
-# busy machine), most of it training.
+# **You need** lesson 00 (boxes, IoU) and the idea of a detection head on a feature grid (lessons
+# 01-04). Most of its running time is training; the README's lesson table gives it on a quiet
+# 2-core CPU.
 
 # %%
 import math
@@ -438,7 +438,8 @@ say(
 # Rendering takes a few milliseconds per plate (timed below), so the training code WPOD-Net was
 # released with draws batches from a **pool** that worker threads keep refilling: while the pool
 # fills, samples are appended; once full, each new sample overwrites a random slot; a batch is a
-# random draw from the pool. Training never waits for rendering.
+# random draw from the pool. Once the pool holds `min_samples`, training never waits for
+# rendering.
 #
 # Below is that generator, rewritten in a few lines **with its defects kept**. Before reading on,
 # find four problems. (Hints: what does `get_batch` do while it waits? Which shared value is read
@@ -561,7 +562,7 @@ with pool:
 # give the same numbers every time it runs.
 
 # %% [markdown]
-# ## 7. Training on this CPU
+# ## 7. Training
 #
 # `W.train_on_plates` puts the pieces together for a long run: a `SamplePool` rendering plates
 # with one worker thread, AdamW with a cosine learning-rate decay, and `fit` drawing batches of
@@ -637,8 +638,8 @@ say(
 # ## 8. Detections and rectified plates
 #
 # Predictions in green with their scores, the truth dashed in white; below each image, its
-# best-scoring predicted plate rectified to `32 x 96` pixels with `W.rectify`, ready for a
-# character reader.
+# best-scoring predicted plate rectified to `32 x 96` pixels with `W.rectify`: frontal where the
+# predicted corners are right, skewed and partly background where they are a few pixels off.
 
 # %%
 fig, axes = plt.subplots(2, 6, figsize=(15, 3.8), height_ratios=[3, 1])

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 09 · Training at scale
 #
-# The detectors of lessons 05 to 08 were trained with a few lines: a loop over batches, a loss,
-# a step. Real training runs last hours or days, on several GPUs, and they must survive a crash,
+# The detectors of lessons 04 and 06 to 08 were trained with one call to `fit`: behind it, a loop
+# over batches, a loss, a step. Real training runs last hours or days, on several GPUs, and they must survive a crash,
 # a NaN, a wrong learning rate and a restart. This lesson starts from the training-loop template
 # that countless projects copy, finds its bugs, and then walks through everything a production
 # detection trainer does, each piece in its PyTorch form and shown working: the package's `fit`
@@ -22,8 +22,8 @@
 #   equals one process with twice the batch.
 #
 # **You need** lessons 07 (SSD) and 08 (WPOD-Net), whose models train here, and basic PyTorch
-# training (a loss, `backward`, an optimizer). The notebook runs in well under a minute on a quiet
-# laptop CPU (the README's lesson table gives the time).
+# training (a loss, `backward`, an optimizer). The README's lesson table gives its running time on
+# a quiet 2-core CPU.
 
 # %%
 import json

@@ -20,9 +20,8 @@
 #   per-class AP and see its true and false positives;
 # - a ranking bug that the package refuses to score.
 #
-# **You need** lesson 00 (IoU) and lesson 07 (the SSD trained here). The notebook runs in well
-# under a minute on a quiet laptop CPU, most of it training a detector (the README's lesson table
-# gives the time).
+# **You need** lesson 00 (IoU) and lesson 07 (the SSD trained here). Most of its running time is
+# training; the README's lesson table gives it on a quiet 2-core CPU.
 
 # %%
 import matplotlib.pyplot as plt
@@ -244,7 +243,8 @@ print(f"mean over the 10 thresholds: {sum(per_threshold) / 10:.6f}")
 # (6 x 0.756436 + 0.467327 + 2 x 0.336634 + 0) / 10 = **0.567921**.
 #
 # `mean_average_precision` computes all of this for a whole data set (every image and class) and
-# returns torchmetrics' key names; for our one image:
+# returns torchmetrics' key names, plus `voc_map_50` and `voc11_map_50` of its own; for our one
+# image:
 
 # %%
 example_preds = [

@@ -19,8 +19,9 @@
 #   metrics and drawn boxes in each image's own pixels;
 # - what the package says when an annotation is wrong, and where it says it.
 #
-# **You need** lesson 07 (the SSD trained here), lesson 09 (`fit` and the command line) and
-# lesson 10 (mAP). The notebook runs in about a minute on a laptop CPU, most of it training.
+# **You need** lesson 07 (the SSD trained here), lesson 09 (`fit` and the command line) and lesson
+# 10 (mAP). Most of its running time is training; the README's lesson table gives it on a quiet
+# 2-core CPU.
 
 # %%
 import contextlib
@@ -335,11 +336,12 @@ plt.show()
 # `tutorial-det` (lesson 09) takes a folder with `--data voc:DIR` or `--data coco:DIR`, the
 # class names of a VOC folder with `--classes`, and the resize with `--resize` (letterbox;
 # `--resize-mode stretch` for the other). `tutorial-det train --help` describes both layouts and
-# everything it writes. The training above, written as a command:
+# everything it writes. Nearly the training above, written as a command (its learning rate
+# follows the command line's schedule, a 5 % linear warm-up then a cosine, not the one-cycle):
 #
 # ```bash
 # tutorial-det train --model ssd --data voc:own_data/voc --classes circle,square,triangle \
-#     --resize 128 --epochs 8 --batch-size 16 --out own_data/run
+#     --resize 128 --epochs 8 --batch-size 16 --lr 0.003 --out own_data/run
 # ```
 #
 # We run it here in this process (`tutorial_det.cli.main` takes the same words), stopped after
@@ -386,7 +388,7 @@ status = tutorial_det_cli(
      "--out", "own_data/detections"]
 )  # fmt: skip
 drawn = plt.imread(work / "detections" / "000001.png")
-plt.figure(figsize=(5, 5 * drawn.shape[0] / drawn.shape[1]))
+plt.figure(figsize=(8, 8 * drawn.shape[0] / drawn.shape[1]))  # the file's own size at 100 dpi
 plt.imshow(drawn)
 plt.axis("off")
 plt.show()
@@ -408,7 +410,8 @@ status = tutorial_det_cli(
 # replaced by a resized copy while its XML still gives the old size, a JSON file cut short by a
 # crash, a file that is not an image. We make each mistake in a copy of the VOC folder (or the
 # COCO file) and run the training command on it. Every one stops before the first step, with
-# exit status 2 and one `error:` line that names the file, the object and what is wrong:
+# exit status 2 and one `error:` line that names the file, the object where there is one, and
+# what is wrong:
 
 # %%
 broken = work / "broken"
@@ -491,5 +494,5 @@ run_and_show_error(train_broken_coco)
 #    evaluate a model on it with `mean_average_precision`: which numbers change, and why?
 # 3. Write a function that turns a VOC object's `xmin, ymin, xmax, ymax` into the package's
 #    `xyxy` box, and check it on the first object of `000000.xml` against `VOCDataset`.
-# 4. Convert the COCO folder into a VOC folder with `write_voc_folder(CocoDataset(...), ...)`
-#    and train on it from the command line. Does `tutorial-det train` accept it?
+# 4. Convert the COCO folder into a VOC folder with `write_voc_folder(folder, CocoDataset(...),
+#    classes)` and train on it from the command line. Does `tutorial-det train` accept it?

@@ -470,8 +470,9 @@ def read_coco_json(path) -> CocoAnnotations:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
+        what = error.msg.removesuffix(" at")  # "Unterminated string starting at": the place follows
         raise ValueError(
-            f"{path}: malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+            f"{path}: malformed JSON at line {error.lineno}, column {error.colno}: {what}"
         ) from None
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not UTF-8 text ({error})") from None

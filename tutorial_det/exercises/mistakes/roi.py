@@ -73,8 +73,8 @@ def _pool_by_hand(
 
 
 @ROI_POOL.add(
-    "You truncate the scaled corners (int() or .long(), as the walkthrough does), which moves "
-    "RoIs up and left: round them to the nearest cell."
+    "You truncate the scaled corners (int() or .long(), as the walkthrough does), which crops up "
+    "to a cell up and left of roi_pool: round them to the nearest cell."
 )
 def roi_pool_truncates(features, rois, output_size, spatial_scale):
     def truncated(corners, scale):
