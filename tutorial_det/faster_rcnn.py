@@ -64,9 +64,10 @@ class TopDownBackbone(nn.Module):
     largest objects (about 64 px, 90 px once rotated). This module combines the two as one level
     of a feature pyramid network (Lin et al., 2017)::
 
-        out = ReLU(conv3x3(conv1x1(stage 3) + upsample2x(conv1x1(stage 4))))
+        out = ReLU(conv3x3(conv1x1(stage 2) + upsample2x(conv1x1(stage 3))))
 
-    (stages 3 and 4 of ``backbone.forward_stages``, at strides 8 and 16, upsampled by nearest
+    (stages 2 and 3 of ``backbone.forward_stages``, counted from 0 as the layer names ``2.x`` and
+    ``3.x`` of lesson 01 are, at strides 8 and 16; the stride-16 map upsampled by nearest
     neighbour.) ``forward(x)``: ``[N, 3, H, W] -> [N, channels, H / 8, W / 8]``.
 
     Attributes:

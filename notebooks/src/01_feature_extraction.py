@@ -165,10 +165,10 @@ print(f"VGG16 to stride 16 on one 800 x 800 image: {vgg_ms:.0f} ms on {device}")
 #   pixels apart. The table's `first centre` column (8 at the end) confirms where cell `(0, 0)` is
 #   centred: lesson 02 puts the anchors exactly there.
 # - the **receptive field** (196): the side of the square of input pixels that can influence the
-#   cell at all. A 3 x 3 convolution widens the window by 2 cells of its input, which are
-#   `2 x stride` pixels apart; a 2 x 2 pool widens it by one input cell. So the first
-#   convolution sees 3 pixels, the second 5, the first pool 6, the third convolution
-#   `6 + 2 x 2 = 10`, and so on down to `164 + 2 x 16 = 196` for conv5_3.
+#   cell at all. A 3 x 3 convolution widens the window by 2 cells of its input, and its input's
+#   cells are `stride` pixels apart, so by `2 x stride` pixels; a 2 x 2 pool widens it by one input
+#   cell (`stride` pixels). So the first convolution sees 3 pixels, the second 5, the first pool 6,
+#   the third convolution `6 + 2 x 2 = 10`, and so on down to `164 + 2 x 16 = 196` for conv5_3.
 #
 # The receptive field is far wider than the stride. That is what lets one cell "see" an object as
 # large as its window while the grid is still fine enough to separate nearby objects:
@@ -497,11 +497,12 @@ def sum_of_kernels(net):
 check_receptive_field(sum_of_kernels)
 
 # %% [markdown]
-# The check names two causes: the strides, and the dilation, which the kernel sum never reads.
-# The kernel sum passes the first two cases (stride 1, no dilation) and fails all the others:
-# after a stride-2 layer every further kernel tap is 2 pixels wide, after stride 16 it is 16
-# pixels wide, and a dilated kernel spans more pixels than it has taps. Now your version: replace
-# the `raise` and run the cell.
+# The check names two causes: the strides, and the dilation, which the kernel sum never reads. The
+# kernel sum passes the first two cases (stride 1, no dilation) and fails all the others. It always
+# reports stride 1: the smallest failing case, a convolution then a pool, gets the field (4) right
+# but the stride wrong. In deeper networks the field is wrong too: after a stride-2 layer every
+# further kernel tap is 2 pixels wide, after stride 16 it is 16 pixels wide, and a dilated kernel
+# spans more pixels than it has taps. Now your version: replace the `raise` and run the cell.
 
 
 # %%

@@ -445,7 +445,8 @@ say(
 # ## 7. Detections
 #
 # The first eight held-out images, with every detection scoring at least 0.5 (colour by class,
-# score in the caption) and the ground truth as dashed white boxes:
+# class and score on each box; the title counts the detections) and the ground truth as dashed
+# white boxes:
 
 # %%
 fig, axes = plt.subplots(2, 4, figsize=(13, 7))

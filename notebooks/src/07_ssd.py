@@ -214,7 +214,8 @@ print(
 #
 # **Our small SSD.** For 128-pixel images and the objects' sizes printed in section 1, the
 # package's SSD (`tutorial_det.ssd.SSD`) uses four maps: the stride-8 and stride-16 outputs of
-# lesson 01's `TinyBackbone` at half width, and two extra stride-2 stages (strides 32 and 64).
+# lesson 01's `TinyBackbone` with its first three stages at half width (16-32-64-128 channels),
+# and two extra stride-2 stages (strides 32 and 64).
 # Its scales (printed below) are chosen for 128-pixel images rather than taken from the paper's
 # formula; the last one only serves the last map's second square $s'_k$. Every map has the
 # ratios `[2]`: 4 priors per cell.
@@ -942,10 +943,10 @@ say(
 )
 
 # %% [markdown]
-# The SSD is cheaper: one pass through a half-width backbone and a few 3x3 convolutions, where the
-# Faster R-CNN runs a full-width backbone, the proposal stage (scores and deltas for every anchor,
-# decoding, NMS), then pools every sampled region and runs a second head on it. Cheaper steps
-# mean more of them in the same time.
+# The SSD is cheaper: one pass through a backbone with its first three stages at half width and a
+# few 3x3 convolutions, where the Faster R-CNN runs a full-width backbone, the proposal stage
+# (scores and deltas for every anchor, decoding, NMS), then pools every sampled region and runs a
+# second head on it. Cheaper steps mean more of them in the same time.
 #
 # Which of the two learns more **per step** is a separate question, and this lesson does not
 # answer it: it trains only the SSD. Lesson 06 trains the Faster R-CNN on shapes like these, but

@@ -521,9 +521,9 @@ consumer.join()
 print("released by hand:", not consumer.is_alive())
 
 # %% [markdown]
-# `tutorial_det.data.pool.SamplePool` fixes all four: it waits on a condition variable, touches
-# shared state only under its lock, and re-raises a worker's exception in the thread that asks
-# for a batch, at once:
+# `tutorial_det.data.pool.SamplePool` fixes all four: it imports no debugger, waits on a condition
+# variable, touches shared state only under its lock, and re-raises a worker's exception in the
+# thread that asks for a batch, at once:
 
 # %%
 pool = SamplePool(broken_sample, pool_size=8, num_workers=1, min_samples=4, seed=0)

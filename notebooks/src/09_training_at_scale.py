@@ -2,11 +2,11 @@
 # # 09 · Training at scale
 #
 # The detectors of lessons 04 and 06 to 08 were trained with one call to `fit`: behind it, a loop
-# over batches, a loss, a step. Real training runs last hours or days, on several GPUs, and they must survive a crash,
-# a NaN, a wrong learning rate and a restart. This lesson starts from the training-loop template
-# that countless projects copy, finds its bugs, and then walks through everything a production
-# detection trainer does, each piece in its PyTorch form and shown working: the package's `fit`
-# and the `tutorial-det` command line.
+# over batches, a loss, a step. Real training runs last hours or days, on several GPUs, and they
+# must survive a crash, a NaN, a wrong learning rate and a restart. This lesson starts from the
+# training-loop template that countless projects copy, finds its bugs, and then walks through
+# everything a production detection trainer does, each piece in its PyTorch form and shown working:
+# the package's `fit` and the `tutorial-det` command line.
 #
 # **You will learn**
 # - five bugs of the classic training template, each shown with a small demonstration (a

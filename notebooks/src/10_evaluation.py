@@ -18,7 +18,8 @@
 #   pycocotools;
 # - to train an SSD briefly, draw its precision-recall curves on held-out images, read its
 #   per-class AP and see its true and false positives;
-# - a ranking bug that the package refuses to score.
+# - a ranking bug: AP computed in storage order instead of by score (`mean_average_precision`
+#   ranks the detections itself).
 #
 # **You need** lesson 00 (IoU) and lesson 07 (the SSD trained here). Most of its running time is
 # training; the README's lesson table gives it on a quiet 2-core CPU.

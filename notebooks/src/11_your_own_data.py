@@ -351,7 +351,8 @@ plt.show()
 # NBVAL_IGNORE_OUTPUT
 train_command = [
     "train", "--model", "ssd", "--data", "voc:own_data/voc", "--classes", "circle,square,triangle",
-    "--resize", "128", "--epochs", "8", "--batch-size", "16", "--out", "own_data/run",
+    "--resize", "128", "--epochs", "8", "--batch-size", "16", "--lr", "0.003",
+    "--out", "own_data/run",
 ]  # fmt: skip
 status = tutorial_det_cli(
     [*train_command, "--max-steps", "10", "--no-progress", "--log-every", "5"]
