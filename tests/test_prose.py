@@ -192,8 +192,7 @@ def unbacked(lesson: Lesson, allowed: dict[str, str | From]) -> list[str]:
 @pytest.mark.parametrize("name", AUDITED)
 def test_audited_lesson_states_only_numbers_it_computes(name):
     problems = unbacked(_lesson(name), ALLOWED.get(name, {}))
-    if problems:
-        pytest.fail("\n".join(problems + [WHAT_TO_DO]), pytrace=False)
+    assert not problems, "\n".join(problems + [WHAT_TO_DO])
 
 
 @pytest.mark.parametrize("name", AUDITED)
