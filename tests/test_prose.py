@@ -142,6 +142,7 @@ ALLOWED: dict[str, dict[str, str | From]] = {
         "0.07": "torchvision's ssd300_vgg16 first scale (its COCO set)",
         "304": "worked arithmetic: 38 cells x 8 pixels",
         "0.95": "definition: COCO's mAP averages IoU thresholds 0.5 to 0.95",
+        "4000": "worked arithmetic: 250 steps x 16 images",
     },
     "08": {
         "2018": "the WPOD-Net paper's year (ECCV 2018)",

@@ -474,9 +474,10 @@ print(f"TinyBackbone      : {tiny_ms:7.0f} ms per 800 x 800 image ({vgg_ms / tin
 #
 # Write `my_receptive_field(net)` that returns `(stride, receptive_field)` of the last layer of an
 # `nn.Sequential` of `Conv2d`, `MaxPool2d`, `ReLU` and `BatchNorm2d` layers (possibly nested, like
-# TinyBackbone's stages). Use the two rules from section 3: a layer with kernel `k`, stride `s`
-# and dilation `d` widens the field by `d (k - 1)` times the stride so far, then multiplies the
-# stride by `s`; ReLU and BatchNorm change nothing.
+# TinyBackbone's stages). Generalise the two rules from section 3: a layer with kernel `k`, stride
+# `s` and dilation `d` widens the field by `d (k - 1)` times the stride so far (section 3's 3 x 3
+# convolution has `d = 1`: 2 strides), then multiplies the stride by `s`; ReLU and BatchNorm change
+# nothing.
 #
 # `check_receptive_field` compares your function with the package's `layer_shapes` on networks
 # from one convolution to VGG16 and, when a case fails, names the mistake first. First, a tempting

@@ -223,10 +223,11 @@ print(
 
 # %% [markdown]
 # The same loss before; after five steps at the same learning rate the pair's is lower, and the
-# single logit at twice the rate matches it (`tests/test_rpn.py` checks that the weights agree
-# step for step). This package keeps the paper's two logits: at the same learning rate its
-# objectness logits move twice as far per step as torchvision's. `benchmarks/train_faster_rcnn.py`
-# compares the two detectors step for step over several seeds.
+# single logit at twice the rate matches it (`tests/test_rpn.py` checks that after ten Adam steps
+# the weights agree, and that at the same learning rate they do not). This package keeps the
+# paper's two logits: at the same learning rate its objectness logits move twice as far per step as
+# torchvision's. `benchmarks/train_faster_rcnn.py` compares the two detectors step for step over
+# several seeds.
 #
 # ## 3. The RoI head loss
 #
@@ -363,8 +364,8 @@ for name, settings in (("training", train_settings), ("test", test_settings)):
 print(f"parameters: {sum(p.numel() for p in model.parameters()):,}")
 
 # %% [markdown]
-# The training images are endless (`ShapesDataset` draws a new image for every index); the
-# held-out images use another seed:
+# The training set holds 100 000 images, far more than 150 steps of 8 use (`ShapesDataset` draws a
+# new image for every index, so none is seen twice); the held-out images use another seed:
 
 # %%
 train_set = ShapesDataset(100_000, seed=0)
@@ -657,8 +658,9 @@ check_roi_head_loss(my_roi_head_loss)
 #    `loss_rpn_box_reg`, to the RPN's recall and to the mAP?
 # 2. Train with `pooling="pool"` instead of RoIAlign, and with `representation_size=1024`.
 #    Compare mAP@0.5, mAP@[.5:.95] and the time per step.
-# 3. Train with `FasterRCNN(4, backbone=TinyBackbone(), anchor_sizes=(16, 32, 64))`: the plain
-#    stride-16 map. Which objects does it miss (look at `map_small`)?
+# 3. Train with `FasterRCNN(4, backbone=TinyBackbone(), anchor_sizes=(16, 32, 64))` (`from
+#    tutorial_det.backbones import TinyBackbone`): the plain stride-16 map. Which objects does it
+#    miss (look at `map_small`)?
 # 4. Evaluate on `ShapesDataset(100, seed=1, max_objects=8)`: how does the number of objects per
 #    image change the mAP?
 #

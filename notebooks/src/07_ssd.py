@@ -630,13 +630,14 @@ for mining, mine in (
 # The model follows torchvision's detection contract, so the package's `fit`
 # (`tutorial_det.training`) trains it as it is: in training mode `model(images, targets)` returns
 # the two loss terms, in evaluation mode `model(images)` returns one `{"boxes", "labels",
-# "scores"}` per image. It normalises the images itself. We train for a fixed number of steps of
-# 16 images, from fixed seeds, with AdamW and a one-cycle learning rate: a short warm-up, then a
-# cosine decay. The training set is endless (`ShapesDataset` draws a new image for every index),
-# so nothing is shown twice and no augmentation is needed. On the CPU this notebook runs torch on
-# one thread (set in the first cell), so its numbers do not depend on how many cores the machine
-# has: every run of this notebook on the same CPU trains the same weights. Only the time it
-# takes varies, so the next cell's output is not compared when the notebook is tested.
+# "scores"}` per image. It normalises the images itself. We train for a fixed number of steps of 16
+# images, from fixed seeds, with AdamW and a one-cycle learning rate: a short warm-up, then a
+# cosine decay. The training set holds 100 000 images (`ShapesDataset` draws a new image for every
+# index), far more than the 4000 that 250 steps of 16 use, so nothing is shown twice and no
+# augmentation is needed. On the CPU this notebook runs torch on one thread (set in the first
+# cell), so its numbers do not depend on how many cores the machine has: every run of this notebook
+# on the same CPU trains the same weights. Only the time it takes varies, so the next cell's output
+# is not compared when the notebook is tested.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

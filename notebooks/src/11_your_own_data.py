@@ -381,7 +381,8 @@ status = tutorial_det_cli(
 )
 
 # %% [markdown]
-# `detect` draws what the model finds in any image, at the image's own size, and prints it:
+# `detect` draws what the model finds in any image, in the image's own pixels (the PNG is at least
+# 800 pixels wide, so this small image is drawn enlarged), and prints it:
 
 # %%
 status = tutorial_det_cli(
