@@ -1,4 +1,4 @@
-"""check_box_iou: right answers written differently pass; the lesson's iou_matrix (no guard
+"""check_box_iou: right answers written differently pass; lesson 00's box_iou_by_hand (no guard
 for an empty union) is named by that cause."""
 
 from __future__ import annotations

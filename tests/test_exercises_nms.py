@@ -76,7 +76,7 @@ def test_right_answers_pass(fn):
 
 
 def test_the_seed_notebooks_nms_is_told_its_visiting_order_and_its_plus_one():
-    def nms_seed_style(boxes, scores, iou_threshold):
+    def nms_walkthrough(boxes, scores, iou_threshold):
         """Lesson 04's two faults: boxes visited by decreasing index, areas with a "+1"."""
         rows, kept = boxes.tolist(), []
         for i in reversed(range(len(rows))):
@@ -84,7 +84,7 @@ def test_the_seed_notebooks_nms_is_told_its_visiting_order_and_its_plus_one():
                 kept.append(i)
         return torch.tensor(kept, dtype=torch.int64)
 
-    result = check_nms(nms_seed_style, verbose=False)
+    result = check_nms(nms_walkthrough, verbose=False)
     assert [m.name for m in result.causes] == ["nms_sorts_indices", "nms_plus_one"]
 
 

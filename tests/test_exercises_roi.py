@@ -45,7 +45,7 @@ def test_right_answers_pass(fn):
 
 
 def test_the_seed_notebooks_roi_pooling_is_told_truncation_and_crops():
-    def roi_pool_seed_style(features, rois, output_size, spatial_scale):  # lesson 05's
+    def roi_pool_walkthrough(features, rois, output_size, spatial_scale):  # lesson 05's
         pool = nn.AdaptiveMaxPool2d(output_size)
         scaled = rois.clone()
         scaled[:, 1:] = scaled[:, 1:] * spatial_scale
@@ -54,5 +54,5 @@ def test_the_seed_notebooks_roi_pooling_is_told_truncation_and_crops():
             outputs.append(pool(features[index : index + 1, :, y1 : y2 + 1, x1 : x2 + 1]))
         return torch.cat(outputs)
 
-    result = check_roi_pool(roi_pool_seed_style, verbose=False)
+    result = check_roi_pool(roi_pool_walkthrough, verbose=False)
     assert [m.name for m in result.causes] == ["roi_pool_truncates", "roi_pool_crops"]
