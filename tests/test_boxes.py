@@ -194,6 +194,19 @@ def test_box_ops_under_cpu_autocast(dtype):
     torch.testing.assert_close(ours, outside, atol=0.03, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_deltas_decode_to_float32_boxes(dtype):
+    """A head's half-precision deltas become float32 pixel coordinates: the same boxes as
+    decoding the same deltas in float32 (in bfloat16 a 300 px coordinate moves in steps of 2)."""
+    anchors = t([[290.0, 290, 310, 310], [0, 0, 100, 50]])
+    deltas = t([[0.3, -0.2, 0.1, 0.05], [0.0, 0.0, 0.0, 0.0]]).to(dtype)
+    boxes = B.decode_boxes(deltas, anchors)
+    assert boxes.dtype == torch.float32
+    assert torch.equal(boxes, B.decode_boxes(deltas.float(), anchors))
+    assert B.decode_boxes(deltas, anchors.to(dtype)).dtype == torch.float32
+    assert boxes[1].tolist() == [0.0, 0.0, 100.0, 50.0]  # zero deltas give the anchor back
+
+
 def test_rejects_boolean_and_complex_boxes():
     with pytest.raises(TypeError, match=r"boxes must hold real coordinates, got a torch.bool"):
         B.box_area(torch.ones(2, 4, dtype=torch.bool))

@@ -405,7 +405,10 @@ def decode_boxes(
             host synchronisation); False for inputs the caller has checked.
 
     Returns:
-        xyxy boxes of the shape of ``deltas``. Finite deltas on finite anchors never give NaN (a
+        xyxy boxes of the shape of ``deltas``, in its dtype, except that float16 and bfloat16
+        deltas (a head under autocast) are decoded in float32: the boxes are pixel coordinates,
+        and in float16 a 300 px coordinate moves in steps of 0.25 px, in bfloat16 of 2. Finite
+        deltas on finite anchors never give NaN (a
         huge ``dx`` gives an infinite box, which :func:`clip_boxes` brings back to the image),
         as long as the anchors are less than about 1e36 pixels wide.
 
@@ -439,6 +442,7 @@ def decode_boxes(
     wx, wy, ww, wh = _weights(weights)
     if deltas.ndim == anchors.ndim + 1:
         anchors = anchors.unsqueeze(-2)
+    deltas = _upcast(deltas)
     anchors = anchors.to(deltas.dtype)
     wa = anchors[..., 2] - anchors[..., 0]
     ha = anchors[..., 3] - anchors[..., 1]

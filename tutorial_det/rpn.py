@@ -382,11 +382,9 @@ class RegionProposalNetwork(nn.Module):
         anchors, logits, deltas = self.predict(features)
         settings = self.train_proposals if self.training else self.test_proposals
         scores = objectness_probability(logits.detach())
-        # Proposals are pixel coordinates, decoded in float32 like the anchors even under
-        # autocast: in float16 a 300 px coordinate moves in steps of 0.25 px, in bfloat16 of 2.
-        proposals = [
+        proposals = [  # float32 pixel coordinates, even under autocast (decode_boxes)
             propose(anchors, s, d, check_image_size(size), settings)[0]
-            for s, d, size in zip(scores, deltas.detach().float(), image_sizes, strict=True)
+            for s, d, size in zip(scores, deltas.detach(), image_sizes, strict=True)
         ]
         if not self.training:
             return proposals, {}
