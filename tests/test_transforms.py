@@ -38,14 +38,29 @@ def mask_box(mask: torch.Tensor) -> torch.Tensor:
 
 
 def near_boundary(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Pixels within ``pixels`` steps (4-neighbourhood) of the boundary of ``mask``."""
-    grown, shrunk = mask.clone(), mask.clone()
+    """Pixels within ``pixels`` steps (4-neighbourhood) of the boundary of ``mask``. Beyond the
+    image's edge counts as outside the mask (a frame wider than ``pixels``, so that ``roll``
+    wraps only empty frame around), so where the mask runs off the image its edge is a boundary:
+    the resize blurs it there too."""
+    frame = pixels + 1
+    grown = torch.nn.functional.pad(mask, (frame, frame, frame, frame), value=False)
+    shrunk = grown.clone()
     for _ in range(pixels):
         g, s = grown.clone(), shrunk.clone()
         for dim, shift in ((0, 1), (0, -1), (1, 1), (1, -1)):
             grown |= g.roll(shift, dims=dim)
             shrunk &= s.roll(shift, dims=dim)
-    return grown & ~shrunk
+    return (grown & ~shrunk)[frame:-frame, frame:-frame]
+
+
+def test_near_boundary_counts_the_image_edge_as_a_boundary():
+    """A mask that runs off both sides of the image has its rim at the image's edges too (with
+    wrap-around, an object touching both sides would look like the interior there)."""
+    mask = torch.zeros(6, 8, dtype=torch.bool)
+    mask[1:5] = True  # rows 1-4, every column
+    rim = near_boundary(mask, 1)
+    assert rim[:, 0].tolist() == [True] * 6 and rim[:, -1].tolist() == [True] * 6
+    assert not bool(rim[2:4, 2:6].any())  # two rows inside, away from every edge
 
 
 def geometric(kind: str, size: int) -> DetectionPipeline:
